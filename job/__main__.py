@@ -1,0 +1,3 @@
+from job.main import main
+
+raise SystemExit(main())

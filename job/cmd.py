@@ -1,0 +1,396 @@
+"""Every setting in one place: flags, their environment variables, defaults, and validation.
+
+Each flag --some-name falls back to the environment variable SOME_NAME; a test holds them to it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from job import __version__
+
+DEFAULT_LEASE_NAME = "loki-event-sync"
+DEFAULT_CHECKPOINT_CONFIGMAP = "loki-event-sync-checkpoint"
+DEFAULT_FILE_STATE = "file://.loki-event-sync/checkpoint"
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Client-side filters on top of --field-selector; each is a full-match regex or None."""
+
+    include_namespaces: re.Pattern[str] | None = None
+    exclude_namespaces: re.Pattern[str] | None = None
+    include_reasons: re.Pattern[str] | None = None
+    exclude_reasons: re.Pattern[str] | None = None
+    include_types: re.Pattern[str] | None = None
+    exclude_types: re.Pattern[str] | None = None
+    include_kinds: re.Pattern[str] | None = None
+    exclude_kinds: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    command: str
+    loki_url: str = ""
+    tenant: str = ""
+    loki_username: str = ""
+    loki_password: str = ""
+    loki_bearer_token_file: str = ""
+    loki_ca_file: str = ""
+    insecure_skip_tls_verify: bool = False
+    state: str = ""  # "" = in-cluster ConfigMap or local file, decided once the namespace is known
+    s3_endpoint_url: str = ""
+    reset_checkpoint: bool = False
+    kubeconfig: str = ""
+    context: str = ""
+    namespace: str = ""
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_duration: float = 60.0
+    cluster: str = ""
+    field_selector: str = ""
+    filters: Filters = Filters()
+    dry_run: bool = False
+    from_file: str = ""
+    since: str = ""
+    until: str = ""
+    event_ttl: float = 3600.0
+    label_style: str = "default"
+    line_format: str = "json"
+    structured_metadata: bool = False
+    max_line_bytes: int = 256 * 1024 - 1024
+    batch_bytes: int = MiB
+    page_size: int = 500
+    api_timeout: float = 30.0
+    push_timeout: float = 15.0
+    retry_budget: float = 120.0
+    pushgateway_url: str = ""
+    log_format: str = "json"
+    log_level: str = "INFO"
+    output: str = "text"
+    # plan
+    schedule: str = "*/10 * * * *"
+    events_per_hour: int = 10_000
+    # manifest
+    manifest_file: str = "cronjob.yaml"
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log line, a summary or an exception message."""
+        found = [self.loki_password]
+        for url in (self.loki_url, self.pushgateway_url):
+            parts = urlsplit(url)
+            found += [parts.password or "", parts.username or ""] if parts.password else []
+        if self.loki_bearer_token_file:
+            try:
+                with open(self.loki_bearer_token_file, encoding="utf-8") as f:
+                    found.append(f.read().strip())
+            except OSError:
+                pass
+        return [s for s in found if len(s) >= 3]
+
+
+class UsageError(Exception):
+    """A bad flag or environment value: exit 2 with a one-line message."""
+
+
+# --- value parsers: raise ArgumentTypeError with the expected format -----------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """'30s', '1h30m', '2h' -> seconds."""
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text.strip()):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos == 0 or pos != len(text.strip()) or total <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 30s, 15m, 2h or 1h30m")
+    return total
+
+
+def time_or_duration(text: str) -> str:
+    """--since/--until: a duration ago or an RFC3339 time; validated here, resolved against the clock later."""
+    try:
+        duration(text)
+        return text
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        parse_rfc3339(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (2h, 30m) nor an RFC3339 time (2026-11-25T10:00:00Z)"
+        ) from None
+    return text
+
+
+def parse_rfc3339(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError("no timezone")
+    return value
+
+
+def resolve_time(text: str, now: dt.datetime) -> dt.datetime:
+    try:
+        return now - dt.timedelta(seconds=duration(text))
+    except argparse.ArgumentTypeError:
+        return parse_rfc3339(text)
+
+
+def http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{_redact_url(text)!r} is not an http(s) URL; use e.g. http://loki-gateway.monitoring:80"
+        )
+    try:
+        parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{_redact_url(text)!r} has an invalid port") from None
+    return text
+
+
+def state_url(text: str) -> str:
+    parts = urlsplit(text)
+    ok = {
+        "configmap": bool(re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", parts.netloc))
+        and bool(re.fullmatch(r"/[a-z0-9]([-.a-z0-9]*[a-z0-9])?", parts.path)),
+        "s3": bool(parts.netloc) and len(parts.path) > 1,
+        "file": bool(parts.netloc + parts.path),
+    }.get(parts.scheme, False)
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a checkpoint URL; use configmap://NAMESPACE/NAME, s3://BUCKET/KEY or file://PATH"
+        )
+    return text
+
+
+def k8s_name(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid Kubernetes name (lower case, digits, '-', '.')")
+    return text
+
+
+def regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid regular expression: {exc}") from None
+
+
+def field_selector(text: str) -> str:
+    """Check the syntax locally so a typo fails fast; the API server still judges the field names."""
+    for term in re.split(r"(?<!\\),", text):
+        if term and not re.fullmatch(r"[A-Za-z.]+\s*(==|!=|=)\s*(\\[,=\\]|[^,=\\])*", term.strip()):
+            raise argparse.ArgumentTypeError(
+                f"{term!r} is not a field selector term; use field=value, field==value or field!=value, "
+                "joined by commas, e.g. type=Warning,involvedObject.kind!=Pod"
+            )
+    return text
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def byte_size(text: str) -> int:
+    m = re.fullmatch(r"(\d+)\s*(B|KiB|MiB|Ki|Mi|K|M)?", text.strip())
+    if not m or int(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use e.g. 262144, 256KiB or 1MiB")
+    mult = {"KiB": 1024, "Ki": 1024, "K": 1024, "MiB": MiB, "Mi": MiB, "M": MiB}.get(m.group(2) or "", 1)
+    return int(m.group(1)) * mult
+
+
+def boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+
+
+def choice(*options: str) -> Any:
+    def check(text: str) -> str:
+        if text not in options:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(options)}")
+        return text
+
+    return check
+
+
+def _redact_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    return parts._replace(netloc=f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")).geturl()
+
+
+# --- the parser ------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2, no usage dump
+        raise UsageError(f"{message} (see --help)")
+
+
+def _flag(p: argparse.ArgumentParser, name: str, env: Mapping[str, str], help: str, **kw: Any) -> None:
+    """Add --name with env fallback NAME; invalid env values fail like invalid flags."""
+    var = name.upper().replace("-", "_")
+    default = kw.pop("default", None)
+    kind = kw.get("type")
+    if var in env:
+        raw = env[var]
+        try:
+            default = kind(raw) if kind else raw
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"environment variable {var}: {exc}") from None
+    shown = kw.pop("show", default)
+    if kind is not None and default == "":
+        # argparse runs `type` on string defaults too; "" means unset and is always allowed.
+        kw["type"] = lambda text, _kind=kind: text if text == "" else _kind(text)
+        kw["type"].__name__ = getattr(kind, "__name__", "value")
+    p.add_argument(f"--{name}", default=default, help=f"{help} [env {var}; default: {shown}]", **kw)
+
+
+def _switch(p: argparse.ArgumentParser, name: str, env: Mapping[str, str], help: str) -> None:
+    var = name.upper().replace("-", "_")
+    default = False
+    if var in env:
+        try:
+            default = boolean(env[var])
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"environment variable {var}: {exc}") from None
+    p.add_argument(f"--{name}", action="store_true", default=default, help=f"{help} [env {var}; default: {default}]")
+
+
+def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    g = common.add_argument_group("logging")
+    _flag(g, "log-format", env, "log as one JSON object per line, or text for a terminal", default="json",
+          type=choice("json", "text"))
+    _flag(g, "log-level", env, "DEBUG, INFO, WARNING or ERROR", default="INFO",
+          type=choice("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    kube = _Parser(add_help=False)
+    g = kube.add_argument_group("kubernetes")
+    _flag(g, "kubeconfig", env, "kubeconfig file, used when not running in a cluster", default="",
+          show="in-cluster, then ~/.kube/config")
+    _flag(g, "context", env, "kubeconfig context", default="", show="the current context")
+    _flag(g, "namespace", env, "the job's own namespace, for the Lease and the default checkpoint ConfigMap",
+          default="", type=k8s_name, show="the service account's namespace, else the context's")
+    _flag(g, "api-timeout", env, "timeout of each Kubernetes API call", default=30.0, type=duration, show="30s")
+
+    store = _Parser(add_help=False)
+    g = store.add_argument_group("checkpoint")
+    _flag(g, "state", env, "checkpoint store: configmap://NAMESPACE/NAME, s3://BUCKET/KEY or file://PATH",
+          default="", type=state_url,
+          show=f"configmap://<namespace>/{DEFAULT_CHECKPOINT_CONFIGMAP} in a cluster, else {DEFAULT_FILE_STATE}")
+    _flag(g, "s3-endpoint-url", env, "S3-compatible endpoint (MinIO ...); credentials come from boto3's chain",
+          default="", type=http_url, show="AWS")
+
+    sync = _Parser(add_help=False)
+    g = sync.add_argument_group("loki")
+    _flag(g, "loki-url", env, "Loki base URL; /loki/api/v1/push is appended", default="", type=http_url,
+          show="none, required unless --dry-run")
+    _flag(g, "tenant", env, "X-Scope-OrgID for multi-tenant Loki", default="", show="none")
+    _flag(g, "loki-username", env, "basic auth user for a Loki gateway", default="", show="none")
+    _flag(g, "loki-password", env, "basic auth password (prefer the env var or a Secret)", default="",
+          show="none")
+    _flag(g, "loki-bearer-token-file", env, "file holding a bearer token, re-read on every push", default="",
+          show="none")
+    _flag(g, "loki-ca-file", env, "CA bundle for Loki's TLS certificate", default="", show="system CAs")
+    _switch(g, "insecure-skip-tls-verify", env, "do not verify Loki's TLS certificate (logs a warning)")
+    _flag(g, "push-timeout", env, "timeout of one push request", default=15.0, type=duration, show="15s")
+    _flag(g, "retry-budget", env, "give up retrying 429/5xx/connection errors after this long", default=120.0,
+          type=duration, show="2m")
+    _flag(g, "batch-bytes", env, "uncompressed size limit of one push", default=MiB, type=byte_size,
+          show="1MiB")
+    _flag(g, "max-line-bytes", env, "longer lines are truncated with a marker", default=256 * 1024 - 1024,
+          type=byte_size, show="255KiB")
+    _flag(g, "label-style", env, "stream labels: default (cluster, namespace, type, kind, job) or seed "
+          "(_host, _namespace, _type, _kind as LokiEventCollector)", default="default",
+          type=choice("default", "seed"))
+    _flag(g, "line-format", env, "json, logfmt, or seed (LokiEventCollector's Key:value text)", default="json",
+          type=choice("json", "logfmt", "seed"))
+    _switch(g, "structured-metadata", env, "also send name, uid, reason and node as structured metadata (Loki >= 3)")
+    _flag(g, "cluster", env, "value of the cluster label", default="", show="none (no label)")
+
+    g = sync.add_argument_group("events")
+    _flag(g, "field-selector", env, "server-side field selector, e.g. type=Warning,involvedObject.kind!=Pod",
+          default="", type=field_selector, show="none")
+    for what in ("namespaces", "reasons", "types", "kinds"):
+        _flag(g, f"include-{what}", env, f"ship only events whose {what[:-1]} fully matches this regex",
+              default=None, type=regex, show="all")
+        _flag(g, f"exclude-{what}", env, f"skip events whose {what[:-1]} fully matches this regex",
+              default=None, type=regex, show="none")
+    _flag(g, "page-size", env, "events per list page", default=500, type=positive_int)
+    _flag(g, "event-ttl", env, "the API server's --event-ttl; ledger entries older than this are pruned",
+          default=3600.0, type=duration, show="1h")
+    _flag(g, "from-file", env, "read a saved `kubectl get events -A -o json` (or - for stdin) instead of the API",
+          default="", show="none")
+    _switch(g, "dry-run", env, "print the streams and lines that would be pushed; touch nothing")
+    _switch(g, "reset-checkpoint", env, "ignore an unreadable checkpoint and start over (it is overwritten)")
+    _flag(g, "lease-name", env, "Lease that keeps two runs from overlapping", default=DEFAULT_LEASE_NAME,
+          type=k8s_name)
+    _flag(g, "lease-duration", env, "Lease duration; renewed every third of it", default=60.0, type=duration,
+          show="60s")
+    _flag(g, "pushgateway-url", env, "push run metrics to this Prometheus Pushgateway", default="",
+          type=http_url, show="none")
+
+    root = _Parser(prog="python -m job", description="Ship Kubernetes Events to Loki, once each.")
+    root.add_argument("--version", action="version", version=f"loki-event-sync {__version__}")
+    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", parents=[common, kube, store, sync], help="one sync (the CronJob's command)")
+    _flag(run, "since", env, "on a first run, ship only events newer than this", default="",
+          type=time_or_duration, show="everything the API holds")
+    bf = sub.add_parser("backfill", parents=[common, kube, store, sync],
+                        help="re-ship a window, even what the ledger says was shipped")
+    bf.add_argument("--since", required=True, type=time_or_duration, help="window start: 2h or RFC3339")
+    bf.add_argument("--until", default="", type=time_or_duration, help="window end (default: now)")
+    st = sub.add_parser("status", parents=[common, kube, store], help="what the checkpoint says")
+    _flag(st, "output", env, "text or json", default="text", type=choice("text", "json"))
+    _flag(st, "event-ttl", env, "the API server's --event-ttl", default=3600.0, type=duration, show="1h")
+    pl = sub.add_parser("plan", parents=[common], help="cost and risk of a schedule")
+    _flag(pl, "schedule", env, "cron expression", default="*/10 * * * *")
+    _flag(pl, "events-per-hour", env, "expected events per hour", default=10_000, type=positive_int)
+    _flag(pl, "event-ttl", env, "the API server's --event-ttl", default=3600.0, type=duration, show="1h")
+    mf = sub.add_parser("manifest", parents=[common], help="print a ready backfill Job from cronjob.yaml")
+    mf.add_argument("kind", choices=["backfill"], help="what to print")
+    mf.add_argument("--since", required=True, type=time_or_duration, help="window start: 2h or RFC3339")
+    mf.add_argument("--until", default="", type=time_or_duration, help="window end (default: now)")
+    _flag(mf, "manifest-file", env, "the CronJob manifest to derive it from", default="cronjob.yaml")
+    return root
+
+
+def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    ns = get_parser(env).parse_args(argv)
+    values = vars(ns)
+    filters = Filters(**{k: values.pop(k) for k in list(values) if k.startswith(("include_", "exclude_"))})
+    values = {k: v for k, v in values.items() if k in Config.__dataclass_fields__ and v is not None}
+    cfg = Config(filters=filters, **values)
+    if cfg.command in ("run", "backfill") and not cfg.dry_run and not cfg.loki_url:
+        raise UsageError("--loki-url (or LOKI_URL) is required; or use --dry-run to print what would be pushed")
+    if cfg.loki_username and not cfg.loki_password:
+        raise UsageError("--loki-username needs --loki-password (or LOKI_PASSWORD)")
+    if cfg.command == "backfill" and cfg.until:
+        now = dt.datetime.now(dt.timezone.utc)
+        if resolve_time(cfg.until, now) <= resolve_time(cfg.since, now):
+            raise UsageError("--until must be later than --since")
+    return cfg

@@ -1,0 +1,98 @@
+"""The Kubernetes side: one client factory, the job's namespace, and paged event lists."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Callable, Iterator
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from job.events import Page
+
+log = logging.getLogger(__name__)
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+class KubeError(Exception):
+    """The API refused or failed a call; the message says what to fix."""
+
+
+def in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(f"{SA_DIR}/token")
+
+
+def api_client(kubeconfig: str, context: str) -> client.ApiClient:
+    """In-cluster config first (it re-reads the rotated token itself), then the kubeconfig."""
+    if in_cluster() and not kubeconfig:
+        cfg = client.Configuration()
+        config.load_incluster_config(client_configuration=cfg)
+        return client.ApiClient(cfg)
+    try:
+        # persist_config=False: never write refreshed credentials back into the user's kubeconfig.
+        return config.new_client_from_config(
+            config_file=kubeconfig or None, context=context or None, persist_config=False
+        )
+    except (config.ConfigException, OSError) as exc:
+        raise KubeError(f"no usable Kubernetes config: {exc}; pass --kubeconfig/--context, or run in a cluster") from None
+
+
+def own_namespace(kubeconfig: str, context: str) -> str:
+    """The service account's namespace in a cluster, else the kubeconfig context's, else default."""
+    if in_cluster() and not kubeconfig:
+        with open(f"{SA_DIR}/namespace", encoding="utf-8") as f:
+            return f.read().strip()
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=kubeconfig or None)
+    except (config.ConfigException, OSError):
+        return "default"
+    chosen = next((c for c in contexts if c["name"] == context), current) if context else current
+    return (chosen or {}).get("context", {}).get("namespace") or "default"
+
+
+def explain(exc: ApiException, what: str) -> str:
+    """One line from an API error: the server's message, plus the fix for the usual causes."""
+    try:
+        message = json.loads(exc.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        message = exc.reason or "no message"
+    hint = ""
+    if exc.status == 403:
+        hint = "; the service account lacks this permission: apply the RBAC in cronjob.yaml"
+    elif exc.status == 401:
+        hint = "; the credentials were refused: check the kubeconfig or the service account token"
+    return f"{what} failed: HTTP {exc.status}: {message}{hint}"
+
+
+def list_event_pages(api: client.ApiClient, *, page_size: int, field_selector: str, timeout: float,
+                     decode: Callable[[bytes], Page]) -> Iterator[Page]:
+    """Yield each decoded page of core/v1 events across all namespaces, as it arrives.
+
+    On 410 Expired the list starts over: the ledger makes re-reading harmless, while the
+    inconsistent-resume token the server offers could skip items.
+    """
+    core = client.CoreV1Api(api)
+    token = ""
+    restarts = 0
+    while True:
+        try:
+            resp = core.list_event_for_all_namespaces(
+                limit=page_size, _continue=token or None, field_selector=field_selector or None,
+                _preload_content=False, _request_timeout=timeout,
+            )
+        except ApiException as exc:
+            if exc.status == 410 and restarts < 5:
+                restarts += 1
+                log.warning("the event list expired mid-way (410); listing again from the start")
+                token = ""
+                continue
+            raise KubeError(explain(exc, "listing events")) from None
+        except HTTPError as exc:
+            raise KubeError(f"cannot reach the Kubernetes API at {api.configuration.host}: {type(exc).__name__}") from None
+        page = decode(resp.data)
+        yield page
+        token = page.continue_token
+        if not token:
+            return

@@ -1,0 +1,67 @@
+"""Logging: one JSON object per line (or text for a terminal), with secrets scrubbed at the edge."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from typing import IO, Iterable
+
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@\s:]+):([^/@\s]+)@")
+
+
+class Redactor:
+    """Removes known secret values and any user:password@ in URLs from text."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        text = _URL_PASSWORD.sub(r"\1:***@", text)
+        for s in self.secrets:
+            text = text.replace(s, "***")
+        return text
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update(getattr(record, "fields", {}))
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        # Structured fields repeat the message for machines; a person reads the message alone.
+        return f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
+
+
+class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    def __init__(self, stream: IO[str], redact: Redactor) -> None:
+        super().__init__(stream)
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
+
+
+def setup(fmt: str, level: str, redact: Redactor, stream: IO[str] | None = None) -> None:
+    """Configure the root logger; called by main(), never at import time."""
+    import time
+
+    handler = _RedactingHandler(stream or sys.stderr, redact)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    logging.Formatter.converter = time.gmtime
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, _RedactingHandler):
+            root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("urllib3", "kubernetes", "botocore", "boto3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,89 @@
+"""Entry point: parse the settings, set up logging, run one command, map the outcome to an exit code."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from typing import Mapping, Sequence
+
+from job import __version__
+from job.cmd import Config, UsageError, parse
+from job.logs import Redactor, setup
+
+log = logging.getLogger("job")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, deps: object = None) -> int:
+    env = os.environ if env is None else env
+    try:
+        cfg = parse(argv, env)
+    except UsageError as exc:
+        print(f"error: {Redactor([])(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    redact = Redactor(cfg.secrets())
+    setup(cfg.log_format, cfg.log_level, redact)
+    try:
+        return _dispatch(cfg, deps, redact)
+    except KeyboardInterrupt:
+        log.error("interrupted; the checkpoint was not saved")
+        return EXIT_FAILED
+    except Exception as exc:  # the last line of defence: one line, never a traceback with secrets
+        from job.kube import KubeError
+        from job.loki import PushError
+        from job.sync import RunFailed
+        from state import StoreError
+
+        if isinstance(exc, (KubeError, PushError, RunFailed, StoreError)):
+            log.error("run failed: %s", exc)
+        else:
+            log.error("run failed with an unexpected %s: %s", type(exc).__name__, exc)
+            log.debug("details", exc_info=True)
+        return EXIT_FAILED
+
+
+def _dispatch(cfg: Config, deps: object, redact: Redactor) -> int:
+    from job import sync
+
+    d = deps if isinstance(deps, sync.Deps) else sync.Deps()
+    if cfg.command == "plan":
+        from job import plan
+
+        return plan.main(cfg, d.stdout)
+    if cfg.command == "manifest":
+        from job import manifest
+
+        return manifest.main(cfg, d)
+    if cfg.command == "status":
+        info = sync.status(cfg, d)
+        if cfg.output == "json":
+            d.stdout.write(json.dumps(info, indent=2) + "\n")
+        else:
+            for k, v in info.items():
+                d.stdout.write(f"{k}: {v}\n")
+        return EXIT_OK
+    log.info("loki-event-sync %s starting %s", __version__, cfg.command,
+             extra={"fields": {"config": redact(json.dumps(_public(cfg), default=str))}})
+    code, summary = sync.run(cfg, d)
+    log.info("%s completed: %s", cfg.command, " ".join(f"{k}={v}" for k, v in asdict(summary).items()),
+             extra={"fields": {"summary": asdict(summary)}})
+    _push_metrics(cfg, summary, code)
+    return code
+
+
+def _public(cfg: Config) -> dict[str, object]:
+    out = asdict(cfg)
+    out["loki_password"] = "***" if cfg.loki_password else ""
+    out["filters"] = {k: v.pattern for k, v in out["filters"].items() if v is not None}
+    return out
+
+
+def _push_metrics(cfg: Config, summary: object, code: int) -> None:
+    if not cfg.pushgateway_url or cfg.dry_run:
+        return
+    from job import metrics
+
+    metrics.push(cfg, summary, code)
