@@ -4,30 +4,37 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import asdict
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from job import __version__
 from job.cmd import Config, UsageError, parse
 from job.logs import Redactor, setup
+
+if TYPE_CHECKING:
+    from job.sync import Deps
 
 log = logging.getLogger("job")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, deps: object = None) -> int:
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+         deps: "Deps | None" = None) -> int:
+    """Run one command; tests pass argv, env and deps (clock, streams) instead of the process's."""
+    from job.sync import Deps
+
     env = os.environ if env is None else env
+    d = deps or Deps()
     try:
         cfg = parse(argv, env)
     except UsageError as exc:
-        print(f"error: {Redactor([])(str(exc))}", file=sys.stderr)
+        print(f"error: {Redactor([])(str(exc))}", file=d.stderr)
         return EXIT_USAGE
     redact = Redactor(cfg.secrets())
-    setup(cfg.log_format, cfg.log_level, redact)
+    setup(cfg.log_format, cfg.log_level, redact, d.stderr)
     try:
-        return _dispatch(cfg, deps, redact)
+        return _dispatch(cfg, d, redact)
     except KeyboardInterrupt:
         log.error("interrupted; the checkpoint was not saved")
         return EXIT_FAILED
@@ -45,10 +52,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_FAILED
 
 
-def _dispatch(cfg: Config, deps: object, redact: Redactor) -> int:
+def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
     from job import sync
 
-    d = deps if isinstance(deps, sync.Deps) else sync.Deps()
     if cfg.command == "plan":
         from job import plan
 

@@ -34,7 +34,8 @@ class Deps:
 
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
-    stdin: IO[bytes] = field(default_factory=lambda: sys.stdin.buffer)
+    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    stdin: IO[bytes] | None = None  # None: the process's stdin, looked up only for --from-file -
     sleep: Callable[[float], None] = time.sleep
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
 
@@ -129,7 +130,7 @@ def _hour_bucket(t_ns: int) -> str:
 def _pages(cfg: Config, ctx: Context, deps: Deps) -> Iterator[Page]:
     if cfg.from_file:
         try:
-            data = deps.stdin.read() if cfg.from_file == "-" else open(cfg.from_file, "rb").read()
+            data = (deps.stdin or sys.stdin.buffer).read() if cfg.from_file == "-" else open(cfg.from_file, "rb").read()
         except OSError as exc:
             raise RunFailed(f"cannot read --from-file {cfg.from_file}: {exc.strerror}") from None
         try:

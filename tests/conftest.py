@@ -1,0 +1,156 @@
+"""Shared fixtures: the Kubernetes API test server, the Loki double, and a harness that runs the job."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from job.main import main  # noqa: E402
+from job.sync import Deps  # noqa: E402
+from tests.kubeapi import KubeAPI  # noqa: E402
+from tests.lokidouble import LokiDouble  # noqa: E402
+
+NAMESPACE = "loki-event-sync"
+STATE = f"configmap://{NAMESPACE}/loki-event-sync-checkpoint"
+
+
+def rfc(t: dt.datetime, micro: bool = False) -> str:
+    if micro:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def legacy_event(name: str, *, count: int = 1, ns: str = "default", kind: str = "Pod", type_: str = "Normal",
+                 reason: str = "Started", message: str = "started container", last: dt.datetime | None = None,
+                 uid: str | None = None) -> dict[str, Any]:
+    """An old-recorder event: count, first/lastTimestamp to the second, no eventTime."""
+    last = last or now()
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": ns, "uid": uid or str(uuid.uuid4()),
+                     "creationTimestamp": rfc(last)},
+        "involvedObject": {"kind": kind, "namespace": ns, "name": name.split(".")[0], "apiVersion": "v1"},
+        "reason": reason,
+        "message": message,
+        "source": {"component": "kubelet", "host": "node-1"},
+        "firstTimestamp": rfc(last),
+        "lastTimestamp": rfc(last),
+        "count": count,
+        "type": type_,
+        "eventTime": None,
+        "reportingComponent": "kubelet",
+        "reportingInstance": "node-1",
+    }
+
+
+def series_event(name: str, *, count: int | None = None, ns: str = "default", last: dt.datetime | None = None,
+                 uid: str | None = None) -> dict[str, Any]:
+    """A new-recorder event: eventTime in microseconds, series once it repeats, no count."""
+    t = (last or now()).replace(microsecond=123456)
+    e: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": ns, "uid": uid or str(uuid.uuid4()), "creationTimestamp": rfc(t)},
+        "involvedObject": {"kind": "Deployment", "namespace": ns, "name": name.split(".")[0], "apiVersion": "apps/v1"},
+        "reason": "ScalingReplicaSet",
+        "message": "Scaled up replica set",
+        "source": {},
+        "firstTimestamp": None,
+        "lastTimestamp": None,
+        "eventTime": rfc(t, micro=True),
+        "type": "Normal",
+        "action": "ScaleUp",
+        "reportingComponent": "deployment-controller",
+        "reportingInstance": "deployment-controller-x",
+    }
+    if count is not None:
+        e["series"] = {"count": count, "lastObservedTime": rfc(t, micro=True)}
+    return e
+
+
+class Harness:
+    """Runs `python -m job` in-process through main(argv), against the test servers over HTTP."""
+
+    def __init__(self, kube: KubeAPI, loki: LokiDouble, tmp: Path) -> None:
+        self.kube = kube
+        self.loki = loki
+        self.tmp = tmp
+        self.kubeconfig = kube.write_kubeconfig(str(tmp / "kubeconfig"), namespace=NAMESPACE)
+        self.stdout = ""
+        self.stderr = ""
+
+    def args(self, command: str = "run", *extra: str, state: str = STATE) -> list[str]:
+        return [command, "--kubeconfig", self.kubeconfig, "--loki-url", self.loki.url, "--state", state,
+                "--lease-duration", "15s", "--retry-budget", "3s", "--push-timeout", "2s", "--page-size", "50",
+                *extra]
+
+    def run(self, command: str = "run", *extra: str, state: str = STATE, env: dict[str, str] | None = None,
+            clock: Any = None, raw: list[str] | None = None) -> int:
+        out, err = io.StringIO(), io.StringIO()
+        deps = Deps(stdout=out, stderr=err, sleep=lambda s: time.sleep(min(s, 0.05)))
+        if clock is not None:
+            deps.clock = clock
+        code = main(raw if raw is not None else self.args(command, *extra, state=state), env=env or {}, deps=deps)
+        self.stdout, self.stderr = out.getvalue(), err.getvalue()
+        return code
+
+    def logs(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
+
+    def summary(self) -> dict[str, Any]:
+        for rec in reversed(self.logs()):
+            if "summary" in rec:
+                return rec["summary"]
+        raise AssertionError(f"no summary line in:\n{self.stderr}")
+
+    def shipped(self) -> list[tuple[str, int]]:
+        """Every (uid, count) pair Loki holds, with repeats, from the JSON lines."""
+        out = []
+        for e in self.loki.entries():
+            f = json.loads(e.line)
+            if "uid" in f:
+                out.append((f["uid"], f["count"]))
+        return sorted(out)
+
+    def visible(self) -> set[tuple[str, int]]:
+        pairs = set()
+        for e in self.kube.events():
+            n = (e.get("series") or {}).get("count") or e.get("count") or 1
+            pairs.add((e["metadata"]["uid"], n))
+        return pairs
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeAPI]:
+    with KubeAPI() as api:
+        # The manifest creates both up front, so the job never needs the create verb.
+        api.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                  "metadata": {"name": "loki-event-sync", "namespace": NAMESPACE}, "spec": {}})
+        api.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                      "metadata": {"name": "loki-event-sync-checkpoint", "namespace": NAMESPACE}})
+        yield api
+
+
+@pytest.fixture
+def loki() -> Iterator[LokiDouble]:
+    with LokiDouble() as double:
+        yield double
+
+
+@pytest.fixture
+def h(kube: KubeAPI, loki: LokiDouble, tmp_path: Path) -> Harness:
+    return Harness(kube, loki, tmp_path)

@@ -1,0 +1,299 @@
+"""The sync end to end: the job through real HTTP against the API test server and the Loki double."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tests.conftest import NAMESPACE, STATE, Harness, legacy_event, now, rfc, series_event
+
+ROOT = Path(__file__).resolve().parent.parent
+CM_PATH = rf"/api/v1/namespaces/{NAMESPACE}/configmaps/loki-event-sync-checkpoint"
+
+
+def checkpoint_bytes(h: Harness) -> bytes | None:
+    cm = h.kube.get_object("configmaps", NAMESPACE, "loki-event-sync-checkpoint") or {}
+    blob = (cm.get("binaryData") or {}).get("checkpoint")
+    return base64.b64decode(blob) if blob else None
+
+
+def seed(h: Harness, n: int) -> list[dict]:
+    return [h.kube.put_event(legacy_event(f"pod-{i}.{i:x}", ns=f"ns-{i % 3}")) for i in range(n)]
+
+
+def assert_each_once(h: Harness) -> None:
+    shipped = h.shipped()
+    dupes = [p for p, c in Counter(shipped).items() if c > 1]
+    assert not dupes, f"duplicated in Loki: {dupes[:5]}"
+    assert h.visible() <= set(shipped), f"lost: {sorted(h.visible() - set(shipped))[:5]}"
+
+
+def test_first_run_ships_every_event_once_and_saves_the_checkpoint(h: Harness) -> None:
+    seed(h, 120)
+    assert h.run() == 0, h.stderr
+    s = h.summary()
+    assert (s["listed"], s["new"], s["lines"], s["pages"]) == (120, 120, 120, 3)
+    assert len(h.loki.entries()) == 120
+    assert_each_once(h)
+    assert checkpoint_bytes(h) is not None
+
+
+def test_second_run_with_nothing_new_pushes_nothing(h: Harness) -> None:
+    seed(h, 30)
+    assert h.run() == 0
+    pushes = h.loki.pushes
+    assert h.run() == 0
+    assert h.summary()["duplicates"] == 30 and h.summary()["lines"] == 0
+    assert h.loki.pushes == pushes
+
+
+def test_count_increment_ships_only_the_delta(h: Harness) -> None:
+    events = seed(h, 5)
+    assert h.run() == 0
+    bumped = dict(events[2], count=4, lastTimestamp=rfc(now() + dt.timedelta(seconds=2)))
+    h.kube.put_event(bumped)
+    assert h.run() == 0
+    s = h.summary()
+    assert (s["new"], s["duplicates"]) == (1, 4)
+    line = json.loads(sorted(h.loki.entries(), key=lambda e: e.ts)[-1].line)
+    assert (line["uid"], line["count"], line["new"]) == (bumped["metadata"]["uid"], 4, 3)
+    assert_each_once(h)
+
+
+def test_recreated_event_with_new_uid_and_count_above_one_ships(h: Harness) -> None:
+    (e,) = seed(h, 1)
+    assert h.run() == 0
+    h.kube.delete_event(e["metadata"]["namespace"], e["metadata"]["name"])
+    again = legacy_event(e["metadata"]["name"], ns=e["metadata"]["namespace"], count=2)
+    h.kube.put_event(again)
+    assert h.run() == 0
+    assert h.summary()["new"] == 1
+    assert (again["metadata"]["uid"], 2) in h.shipped()
+
+
+def test_new_style_series_events_use_series_count_and_last_observed_time(h: Harness) -> None:
+    e = h.kube.put_event(series_event("web.1"))
+    assert h.run() == 0
+    later = now() + dt.timedelta(seconds=5)
+    h.kube.put_event(dict(e, series={"count": 2, "lastObservedTime": rfc(later, micro=True)}))
+    assert h.run() == 0
+    entries = sorted(h.loki.entries(), key=lambda x: x.ts)
+    assert [json.loads(x.line)["count"] for x in entries] == [1, 2]
+    assert entries[-1].ts == int(later.timestamp()) * 10**9 + 123456000
+
+
+def test_crash_between_push_and_save_resends_identical_lines_that_loki_drops(h: Harness) -> None:
+    seed(h, 40)
+    h.kube.fail("PUT", CM_PATH, 500, times=1)  # pushed, then the save fails: as if killed in between
+    assert h.run() == 1
+    assert checkpoint_bytes(h) is None
+    assert len(h.loki.entries()) == 40
+    assert h.run() == 0
+    assert h.summary()["lines"] == 40  # re-sent ...
+    assert h.loki.duplicate_entries == 40  # ... and dropped by Loki as exact duplicates
+    assert_each_once(h)
+
+
+def test_a_run_skips_with_exit_0_while_another_holds_the_lease(h: Harness) -> None:
+    seed(h, 3)
+    held = now() + dt.timedelta(seconds=30)
+    h.kube.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                 "metadata": {"name": "loki-event-sync", "namespace": NAMESPACE},
+                                 "spec": {"holderIdentity": "other-run", "leaseDurationSeconds": 60,
+                                          "renewTime": rfc(held, micro=True), "acquireTime": rfc(held, micro=True)}})
+    assert h.run() == 0
+    assert "held by other-run" in h.stderr
+    assert h.loki.pushes == 0
+
+
+def test_expired_lease_is_taken_over_with_one_more_transition(h: Harness) -> None:
+    seed(h, 3)
+    old = now() - dt.timedelta(minutes=5)
+    h.kube.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                 "metadata": {"name": "loki-event-sync", "namespace": NAMESPACE},
+                                 "spec": {"holderIdentity": "crashed-run", "leaseDurationSeconds": 60,
+                                          "leaseTransitions": 4, "renewTime": rfc(old, micro=True),
+                                          "acquireTime": rfc(old, micro=True)}})
+    assert h.run() == 0
+    spec = h.kube.get_object("leases", NAMESPACE, "loki-event-sync")["spec"]
+    assert spec["leaseTransitions"] == 5
+    assert spec["holderIdentity"] == ""  # released at the end
+    assert len(h.loki.entries()) == 3
+
+
+def test_two_runs_started_together_ship_each_event_once(h: Harness) -> None:
+    seed(h, 200)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-m", "job", *h.args()], cwd=h.tmp, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    lines = [json.loads(line) for _, err in results for line in err.splitlines() if '"summary"' in line]
+    assert sum(rec["summary"]["lines"] for rec in lines) == 200
+    assert_each_once(h)
+
+
+def test_loki_down_fails_the_run_keeps_the_checkpoint_and_the_next_run_catches_up(h: Harness) -> None:
+    seed(h, 10)
+    assert h.run() == 0
+    before = checkpoint_bytes(h)
+    seed(h, 15)  # 5 more (names 10..14 are new; 0..9 replaced with fresh uids)
+    args = h.args()
+    args[args.index("--loki-url") + 1] = "http://127.0.0.1:9"  # discard port: nothing listens
+    assert h.run(raw=args) == 1
+    assert "cannot reach Loki at http://127.0.0.1:9" in h.stderr
+    assert checkpoint_bytes(h) == before
+    assert h.run() == 0
+    assert_each_once(h)
+
+
+def test_429_then_success_is_retried_and_ships_once(h: Harness) -> None:
+    seed(h, 10)
+    h.loki.fail_next(429, times=2, retry_after="0")
+    assert h.run() == 0
+    assert h.summary()["retries"] == 2
+    assert_each_once(h)
+
+
+def test_partial_400_counts_rejects_and_still_saves(h: Harness) -> None:
+    for i in range(6):
+        h.kube.put_event(legacy_event(f"p-{i}.1", message="poison" if i == 2 else "fine"))
+    h.loki.reject_matching("poison")
+    assert h.run() == 0
+    assert h.summary()["rejected"] == 1
+    assert len(h.loki.entries()) == 5
+    assert h.run() == 0
+    assert h.summary()["lines"] == 0  # a bad entry does not block the checkpoint forever
+
+
+def test_410_in_the_middle_of_a_list_restarts_and_loses_nothing(h: Harness) -> None:
+    seed(h, 180)
+    h.kube.expire_continue_after(2)
+    assert h.run() == 0
+    assert h.summary()["pages"] > 4
+    assert "expired" in h.stderr
+    assert_each_once(h)
+
+
+def test_configmap_409_fails_without_overwriting_and_the_next_run_catches_up(h: Harness) -> None:
+    seed(h, 8)
+    h.kube.fail("PUT", CM_PATH, 409, times=1)
+    assert h.run() == 1
+    assert "changed by someone else" in h.stderr
+    assert checkpoint_bytes(h) is None
+    assert h.run() == 0
+    assert_each_once(h)
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_is_never_overwritten(h: Harness) -> None:
+    seed(h, 4)
+    junk = base64.b64encode(b"LESC\x01\x00\x00\x00\x05{not json").decode()
+    h.kube.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                     "metadata": {"name": "loki-event-sync-checkpoint", "namespace": NAMESPACE},
+                                     "binaryData": {"checkpoint": junk}})
+    assert h.run() == 1
+    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
+    assert len(errors) == 1 and "configmap://loki-event-sync/loki-event-sync-checkpoint" in errors[0]
+    assert "--reset-checkpoint" in errors[0] and "Traceback" not in h.stderr
+    assert h.loki.pushes == 0
+    assert base64.b64encode(checkpoint_bytes(h) or b"").decode() == junk
+    assert h.run("run", "--reset-checkpoint") == 0
+    assert len(h.loki.entries()) == 4
+
+
+def test_ledger_is_pruned_past_the_ttl_and_pruned_events_never_reship(h: Harness) -> None:
+    old = now() - dt.timedelta(hours=3)
+    h.kube.put_event(legacy_event("old.1", last=old))
+    h.kube.put_event(legacy_event("new.1"))
+    assert h.run() == 0
+    s = h.summary()
+    assert (s["lines"], s["pruned"], s["ledger"]) == (2, 1, 1)
+    assert h.run() == 0  # the old event is still listed, at the same count, but not in the ledger
+    s = h.summary()
+    assert (s["lines"], s["before_horizon"], s["duplicates"]) == (0, 1, 1)
+
+
+def test_backfill_reships_a_window_into_hourly_streams_loki_accepts(h: Harness) -> None:
+    t0 = now()
+    h.kube.put_event(legacy_event("recent.1", last=t0))
+    for i in range(3):
+        h.kube.put_event(legacy_event(f"older.{i}", last=t0 - dt.timedelta(minutes=100 + i)))
+    assert h.run() == 0
+    # The regular stream already holds an entry at t0; entries 100 min older would be too_far_behind.
+    assert h.run("backfill", "--since", "3h") == 0
+    assert h.summary()["lines"] == 4 and h.summary()["rejected"] == 0
+    backfilled = [e for e in h.loki.entries() if "backfill" in e.labels]
+    assert len(backfilled) == 4
+    assert h.run("backfill", "--since", "3h") == 0
+    assert h.loki.duplicate_entries >= 4  # a repeated backfill is dropped as duplicates
+
+
+def test_dry_run_prints_streams_and_touches_nothing(h: Harness) -> None:
+    seed(h, 5)
+    lease_before = h.kube.get_object("leases", NAMESPACE, "loki-event-sync")
+    requests_before = len(h.kube.requests)
+    assert h.run("run", "--dry-run") == 0
+    streams = [json.loads(line) for line in h.stdout.splitlines()]
+    assert sum(len(s["values"]) for s in streams) == 5
+    assert h.loki.pushes == 0
+    assert h.kube.get_object("leases", NAMESPACE, "loki-event-sync") == lease_before
+    assert checkpoint_bytes(h) is None
+    writes = [r for r in h.kube.requests[requests_before:] if r[0] != "GET"]
+    assert writes == []
+
+
+def test_from_file_ships_a_saved_dump_with_a_file_checkpoint(h: Harness, tmp_path: Path) -> None:
+    state = f"file://{tmp_path}/cp"
+    args = ["run", "--from-file", str(ROOT / "examples/events.json"), "--loki-url", h.loki.url, "--state", state]
+    assert h.run(raw=args) == 0, h.stderr
+    assert h.summary()["new"] == 8
+    assert h.kube.requests == [] or all("events" not in p for _, p in h.kube.requests)
+    assert h.run(raw=args) == 0
+    assert h.summary()["duplicates"] == 8 and h.summary()["lines"] == 0
+
+
+def test_seed_label_style_gives_the_collectors_labels_exactly(h: Harness) -> None:
+    h.kube.put_event(legacy_event("x.1", ns="shop", kind="Pod", type_="Warning"))
+    assert h.run("run", "--label-style", "seed", "--line-format", "seed") == 0
+    (entry,) = h.loki.entries()
+    assert {k: v for k, v in entry.labels.items() if k != "service_name"} == {
+        "_host": "node-1", "_namespace": "shop", "_type": "Warning", "_kind": "Pod"}
+    assert entry.line.startswith("Type:Warning, Reason:Started, Kind:Pod, Namespace:shop")
+
+
+def test_field_selectors_reach_the_api_server(h: Harness) -> None:
+    h.kube.put_event(legacy_event("a.1", kind="Pod", type_="Warning"))
+    h.kube.put_event(legacy_event("b.1", kind="Node", type_="Warning"))
+    h.kube.put_event(legacy_event("c.1", kind="Node", type_="Normal"))
+    assert h.run("run", "--field-selector", "type=Warning,involvedObject.kind!=Pod") == 0
+    assert [json.loads(e.line)["name"] for e in h.loki.entries()] == ["b"]
+
+
+def test_unsupported_field_selector_is_a_one_line_error(h: Harness) -> None:
+    assert h.run("run", "--field-selector", "lastTimestamp=5") == 1
+    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
+    assert len(errors) == 1 and "field label not supported: lastTimestamp" in errors[0]
+
+
+def test_secrets_never_reach_any_output(h: Harness, tmp_path: Path) -> None:
+    seed(h, 3)
+    token = tmp_path / "token"
+    token.write_text("tok-SECRET-5f1e2d\n")
+    secrets = ["pw-SECRET-9a8b7c", "tok-SECRET-5f1e2d", "url-SECRET-0c0c"]
+    env = {"LOKI_PASSWORD": secrets[0], "LOKI_USERNAME": "bob", "LOKI_BEARER_TOKEN_FILE": str(token)}
+    bad_url = f"http://bob:{secrets[2]}@127.0.0.1:9"
+    args = h.args()
+    args[args.index("--loki-url") + 1] = bad_url
+    outputs = []
+    for argv in (args, h.args(), ["run", "--loki-url", bad_url, "--page-size", "x"]):
+        h.run(raw=argv, env=env)
+        outputs.append(h.stdout + h.stderr)
+    assert any("cannot reach Loki" in o for o in outputs)
+    for out in outputs:
+        for secret in secrets:
+            assert secret not in out
