@@ -362,7 +362,7 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     bf = sub.add_parser("backfill", parents=[common, kube, store, sync],
                         help="re-ship a window, even what the ledger says was shipped")
     bf.add_argument("--since", required=True, type=time_or_duration, help="window start: 2h or RFC3339")
-    bf.add_argument("--until", default="", type=time_or_duration, help="window end (default: now)")
+    bf.add_argument("--until", default=None, type=time_or_duration, help="window end (default: now)")
     st = sub.add_parser("status", parents=[common, kube, store], help="what the checkpoint says")
     _flag(st, "output", env, "text or json", default="text", type=choice("text", "json"))
     _flag(st, "event-ttl", env, "the API server's --event-ttl", default=3600.0, type=duration, show="1h")
@@ -373,7 +373,7 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     mf = sub.add_parser("manifest", parents=[common], help="print a ready backfill Job from cronjob.yaml")
     mf.add_argument("kind", choices=["backfill"], help="what to print")
     mf.add_argument("--since", required=True, type=time_or_duration, help="window start: 2h or RFC3339")
-    mf.add_argument("--until", default="", type=time_or_duration, help="window end (default: now)")
+    mf.add_argument("--until", default=None, type=time_or_duration, help="window end (default: now)")
     _flag(mf, "manifest-file", env, "the CronJob manifest to derive it from", default="cronjob.yaml")
     return root
 

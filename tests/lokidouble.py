@@ -668,11 +668,12 @@ class LokiDouble:
         if self._server is not None:
             return self
         server = _Server(self)
-        host, port = server.server_address[:2]
-        self.url = f"http://{host}:{port}"
+        port = server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}"
         self._server = server
+        # stop() waits out one poll interval; test suites start and stop a double per test.
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="loki-double", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="loki-double", daemon=True
         )
         self._thread.start()
         return self
