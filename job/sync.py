@@ -232,7 +232,7 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
                 log.warning("the last successful sync was %ds ago, longer than the event TTL: events from a "
                             "%ds window may be lost; run more often (see `python -m job plan`)",
                             (now_ns - cp.last_success_ns) // NS, s.gap_seconds)
-                pusher.add(*gap_marker(fmt, cfg, ctx.namespace() if uses_api else "", cp.last_success_ns,
+                pusher.add(*gap_marker(fmt, cfg, ctx.namespace(), cp.last_success_ns,
                                        now_ns - int(cfg.event_ttl * NS)))
         for page in _pages(cfg, ctx, deps):
             s.pages += 1

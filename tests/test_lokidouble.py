@@ -16,7 +16,7 @@ import requests
 try:  # the same module object conftest.py uses, so isinstance checks agree
     from tests.lokidouble import Entry, LokiDouble
 except ImportError:  # run from elsewhere: pytest put tests/ itself on sys.path
-    from lokidouble import Entry, LokiDouble
+    from lokidouble import Entry, LokiDouble  # type: ignore[no-redef, import-not-found]
 
 NS = 1_000_000_000
 HOUR = 3600 * NS

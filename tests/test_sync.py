@@ -298,3 +298,32 @@ def test_secrets_never_reach_any_output(h: Harness, tmp_path: Path) -> None:
     for out in outputs:
         for secret in secrets:
             assert secret not in out
+
+
+def test_status_reports_the_checkpoint_as_json(h: Harness) -> None:
+    seed(h, 7)
+    assert h.run() == 0
+    raw = ["status", "--kubeconfig", h.kubeconfig, "--state", STATE, "--output", "json"]
+    assert h.run(raw=raw) == 0
+    info = json.loads(h.stdout)
+    assert info["ledger_entries"] == 7 and info["last_run"]["new"] == 7
+    assert info["last_success_seconds_ago"] <= 5 and info["stale"] is False
+    assert info["watermark"].endswith("Z")
+
+
+def test_text_log_format_is_for_people(h: Harness) -> None:
+    seed(h, 2)
+    assert h.run("run", "--log-format", "text") == 0
+    last = h.stderr.strip().splitlines()[-1]
+    assert " INFO " in last and "run completed: listed=2 new=2" in last and not last.startswith("{")
+
+
+def test_a_gap_longer_than_the_ttl_is_warned_counted_and_marked_in_loki(h: Harness) -> None:
+    seed(h, 2)
+    earlier = now() - dt.timedelta(hours=2)
+    assert h.run(clock=lambda: earlier) == 0  # the last success was two hours ago
+    seed(h, 3)
+    assert h.run() == 0
+    assert 3500 < h.summary()["gap_seconds"] < 3700
+    markers = [json.loads(e.line) for e in h.loki.entries() if "EventsMayBeMissing" in e.line]
+    assert len(markers) == 1 and "may be missing" in markers[0]["message"]

@@ -1,0 +1,118 @@
+"""Settings: every flag has its env var, a documented default, and a one-line error for a bad value."""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from job.cmd import UsageError, get_parser, parse
+from job.main import main
+from job.sync import Deps
+
+
+def _flags(command: str) -> list[str]:
+    parser = get_parser({})
+    sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    return [a.option_strings[0] for a in sub._actions if a.option_strings and a.option_strings[0].startswith("--")
+            and a.dest != "help"]
+
+
+@pytest.mark.parametrize("command", ["run", "backfill", "status", "plan"])
+def test_every_flag_documents_its_env_var_and_default(command: str) -> None:
+    help_text = get_parser({})._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr]
+    flat = re.sub(r"\s+", " ", help_text)
+    for flag in _flags(command):
+        if command == "backfill" and flag in ("--since", "--until"):
+            continue  # per-invocation values, deliberately without an env var
+        var = flag[2:].upper().replace("-", "_")
+        assert f"[env {var}; default:" in flat, f"{flag} lacks its env var {var} in --help"
+
+
+ENV_CASES = [
+    ("LOKI_URL", "http://loki:3100", "loki_url", "http://loki:3100"),
+    ("STATE", "s3://bucket/key", "state", "s3://bucket/key"),
+    ("NAMESPACE", "ops", "namespace", "ops"),
+    ("LEASE_NAME", "other-lease", "lease_name", "other-lease"),
+    ("LEASE_DURATION", "30s", "lease_duration", 30.0),
+    ("CLUSTER", "prod-eu", "cluster", "prod-eu"),
+    ("FIELD_SELECTOR", "type=Warning", "field_selector", "type=Warning"),
+    ("EVENT_TTL", "2h", "event_ttl", 7200.0),
+    ("LABEL_STYLE", "seed", "label_style", "seed"),
+    ("LINE_FORMAT", "logfmt", "line_format", "logfmt"),
+    ("TENANT", "team-a", "tenant", "team-a"),
+    ("DRY_RUN", "true", "dry_run", True),
+    ("PAGE_SIZE", "100", "page_size", 100),
+    ("MAX_LINE_BYTES", "64KiB", "max_line_bytes", 65536),
+    ("BATCH_BYTES", "512KiB", "batch_bytes", 524288),
+    ("RETRY_BUDGET", "30s", "retry_budget", 30.0),
+    ("PUSH_TIMEOUT", "5s", "push_timeout", 5.0),
+    ("LOG_FORMAT", "text", "log_format", "text"),
+    ("STRUCTURED_METADATA", "1", "structured_metadata", True),
+    ("S3_ENDPOINT_URL", "http://minio:9000", "s3_endpoint_url", "http://minio:9000"),
+    ("PUSHGATEWAY_URL", "http://pgw:9091", "pushgateway_url", "http://pgw:9091"),
+]
+
+
+@pytest.mark.parametrize("var, value, attr, expected", ENV_CASES)
+def test_env_var_sets_its_own_flag(var: str, value: str, attr: str, expected: object) -> None:
+    env = {"LOKI_URL": "http://loki:3100", var: value}
+    assert getattr(parse(["run"], env), attr) == expected
+
+
+def test_flag_beats_env_var() -> None:
+    cfg = parse(["run", "--cluster", "from-flag"], {"LOKI_URL": "http://l", "CLUSTER": "from-env"})
+    assert cfg.cluster == "from-flag"
+
+
+BAD = [
+    ["run", "--loki-url", "loki:3100"],
+    ["run", "--loki-url", "http://l", "--state", "redis://x"],
+    ["run", "--loki-url", "http://l", "--state", "configmap://Bad_NS/x"],
+    ["run", "--loki-url", "http://l", "--lease-duration", "soon"],
+    ["run", "--loki-url", "http://l", "--event-ttl", "-1h"],
+    ["run", "--loki-url", "http://l", "--page-size", "0"],
+    ["run", "--loki-url", "http://l", "--label-style", "fancy"],
+    ["run", "--loki-url", "http://l", "--line-format", "xml"],
+    ["run", "--loki-url", "http://l", "--field-selector", "type~Warning"],
+    ["run", "--loki-url", "http://l", "--include-namespaces", "(["],
+    ["run", "--loki-url", "http://l", "--max-line-bytes", "big"],
+    ["run", "--loki-url", "http://l", "--since", "yesterday"],
+    ["run", "--loki-url", "http://l", "--namespace", "Not Valid"],
+    ["run", "--loki-url", "http://l", "--lease-name", "UPPER"],
+    ["run", "--loki-url", "http://l", "--pushgateway-url", "pgw"],
+    ["run", "--loki-url", "http://l", "--s3-endpoint-url", "minio"],
+    ["run", "--loki-url", "http://l", "--log-format", "yaml"],
+    ["run", "--loki-url", "http://l", "--no-such-flag"],
+    ["run"],  # no Loki URL and no --dry-run
+    ["backfill", "--loki-url", "http://l"],  # no --since
+    ["backfill", "--loki-url", "http://l", "--since", "1h", "--until", "2h"],
+    ["status", "--output", "xml"],
+    ["frobnicate"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD, ids=[" ".join(a) for a in BAD])
+def test_invalid_values_exit_2_with_one_line(argv: list[str]) -> None:
+    err = io.StringIO()
+    assert main(argv, env={}, deps=Deps(stderr=err, stdout=io.StringIO())) == 2
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err.getvalue()
+    assert "Traceback" not in err.getvalue()
+
+
+def test_invalid_env_value_names_the_variable() -> None:
+    with pytest.raises(UsageError, match="environment variable PAGE_SIZE"):
+        parse(["run"], {"LOKI_URL": "http://l", "PAGE_SIZE": "lots"})
+
+
+def test_help_never_shows_a_password_from_the_environment() -> None:
+    env = {"LOKI_PASSWORD": "hunter2-secret", "LOKI_URL": "http://u:urlpass-secret@loki"}
+    text = get_parser(env)._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr]
+    assert "hunter2-secret" not in text and "urlpass-secret" not in text
+
+
+def test_bad_url_error_hides_its_password() -> None:
+    err = io.StringIO()
+    main(["run", "--loki-url", "ftp://u:pw-secret-1@loki"], env={}, deps=Deps(stderr=err))
+    assert "pw-secret-1" not in err.getvalue() and "error:" in err.getvalue()
