@@ -1,6 +1,7 @@
 """Real-shaped events for the benchmark: about 1.2 KB each as the API returns them, managedFields included."""
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from typing import Any
@@ -25,7 +26,7 @@ def make_event(i: int, now: float) -> dict[str, Any]:
     typ, reason, msg = _REASONS[i % len(_REASONS)]
     t = now - (i * 7919 % 3300)  # spread over the last 55 minutes, in no particular order
     message = msg.format(c=f"app{i % 13}", p=pod, ns=ns, u=uuid.UUID(int=i), i=i % 97)
-    uid = str(uuid.UUID(int=(i * 2654435761) << 64 | i, version=4))
+    uid = str(uuid.UUID(int=random.Random(i).getrandbits(128), version=4))
     meta = {
         "name": f"{pod}.{i:016x}", "namespace": ns, "uid": uid, "resourceVersion": str(1000 + i),
         "creationTimestamp": _t(t - 60),
