@@ -3,9 +3,9 @@
 concurrencyPolicy: Forbid does not see Jobs made by hand (`kubectl create job --from`), so this
 compare-and-swap on the Lease's resourceVersion is the only real lock.
 
-Expiry is judged as renewTime + leaseDurationSeconds + SKEW_S against the local clock. client-go
-instead watches the record for a full duration, which a short-lived job cannot afford; the skew
-allowance covers clocks that disagree by a few seconds.
+Expiry is judged as renewTime + leaseDurationSeconds + a skew allowance against the local clock
+(5 s, or the duration itself when that is shorter). client-go instead watches the record for a full
+duration, which a short-lived job cannot afford; the allowance covers clocks that disagree a little.
 """
 from __future__ import annotations
 
@@ -127,7 +127,8 @@ class Lease:
         renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
         if renewed is None:
             return None
-        return renewed + dt.timedelta(seconds=int(spec.get("leaseDurationSeconds") or 0) + SKEW_S)
+        duration = int(spec.get("leaseDurationSeconds") or 0)
+        return renewed + dt.timedelta(seconds=duration + min(SKEW_S, duration))
 
     def _body(self, current: dict[str, Any] | None, now: dt.datetime, transitions: int) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}

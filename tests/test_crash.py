@@ -1,0 +1,119 @@
+"""Crash consistency: SIGKILL `python -m job run` at random and chosen moments, then let a run finish.
+
+After every iteration Loki must hold every (uid, count) pair a finished run saw exactly once, and
+nothing that the API never showed. SOAK_ITERATIONS raises the count (CI runs 30).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import NAMESPACE, Harness, legacy_event, now, rfc, series_event
+
+ROOT = Path(__file__).resolve().parent.parent
+ITERATIONS = int(os.environ.get("SOAK_ITERATIONS", "30"))
+LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/loki-event-sync"
+POINTS = ["random", "first-list", "after-push-before-save", "mid-save", "before-release"]
+
+
+class Killer:
+    """Kills the child from inside the API server at a chosen request, before the server answers it."""
+
+    def __init__(self, point: str) -> None:
+        self.point = point
+        self.pid = 0
+        self.lease_gets = 0
+        self.fired = False
+
+    def __call__(self, method: str, path: str) -> None:
+        if self.fired or not self.pid:
+            return
+        hit = False
+        if self.point == "first-list" and path.startswith("/api/v1/events"):
+            hit = True
+        elif path.startswith(LEASE_PATH) and method == "GET":
+            self.lease_gets += 1
+            # The second GET is the still-held check: after every push, before the save.
+            hit = self.point == "after-push-before-save" and self.lease_gets == 2
+        elif self.point == "mid-save" and method == "PUT" and "/configmaps/" in path:
+            hit = True  # the server still applies this PUT: the save lands, the process never knows
+        elif self.point == "before-release" and method == "PUT" and path.startswith(LEASE_PATH):
+            hit = self.lease_gets >= 2
+        if hit:
+            self.fired = True
+            os.kill(self.pid, signal.SIGKILL)
+            time.sleep(0.05)
+
+
+def mutate(h: Harness, rnd: random.Random, step: int, ever: set[tuple[str, int]]) -> None:
+    events = h.kube.events()
+    for _ in range(rnd.randint(5, 40)):
+        if rnd.random() < 0.7:
+            h.kube.put_event(legacy_event(f"pod-{step}-{rnd.randrange(10**6)}.x", ns=f"ns-{rnd.randrange(4)}"))
+        else:
+            h.kube.put_event(series_event(f"dep-{step}-{rnd.randrange(10**6)}.y", count=rnd.choice([None, 2, 3])))
+    for e in rnd.sample(events, min(len(events), rnd.randint(0, 15))):
+        t = rfc(now() + dt.timedelta(seconds=rnd.randint(0, 2)))
+        if e.get("series"):
+            e["series"] = {"count": e["series"]["count"] + rnd.randint(1, 3), "lastObservedTime": t[:-1] + ".500000Z"}
+        else:
+            e["count"] = (e.get("count") or 1) + rnd.randint(1, 3)
+            e["lastTimestamp"] = t
+        h.kube.put_event(e)
+    for e in rnd.sample(events, min(len(events), rnd.randint(0, 3))):
+        h.kube.delete_event(e["metadata"]["namespace"], e["metadata"]["name"])
+    ever |= h.visible()
+
+
+def finish(h: Harness) -> None:
+    """Run until a run completes: a killed run's Lease must expire within its duration plus skew."""
+    deadline = time.monotonic() + 5
+    while True:
+        assert h.run("run", "--lease-duration", "1s") == 0, h.stderr
+        if "skipping this run" not in h.stderr:
+            return
+        assert time.monotonic() < deadline, "the dead run's Lease was not taken over in time"
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(max(300, ITERATIONS * 10))
+def test_sigkill_at_any_moment_never_loses_or_duplicates(h: Harness) -> None:
+    rnd = random.Random(int(os.environ.get("SOAK_SEED", "20261125")))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    ever: set[tuple[str, int]] = set()
+    required: set[tuple[str, int]] = set()
+    kills = Counter()
+    for step in range(ITERATIONS):
+        mutate(h, rnd, step, ever)
+        point = POINTS[step % len(POINTS)]
+        killer = Killer(point)
+        h.kube.on_request = killer
+        proc = subprocess.Popen([sys.executable, "-m", "job", *h.args("run", "--lease-duration", "1s")],
+                                cwd=h.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        killer.pid = proc.pid
+        if point == "random":
+            time.sleep(rnd.uniform(0.0, 0.9))
+            proc.kill()
+            killer.fired = True
+        proc.wait(timeout=60)
+        h.kube.on_request = None
+        kills[point if killer.fired and proc.returncode == -signal.SIGKILL else "finished-first"] += 1
+        mutate(h, rnd, step, ever)
+        required |= h.visible()
+        finish(h)
+        shipped = Counter(h.shipped())
+        dupes = [p for p, c in shipped.items() if c > 1]
+        assert not dupes, f"iteration {step} ({point}): duplicated {dupes[:3]}"
+        assert required <= set(shipped), f"iteration {step} ({point}): lost {sorted(required - set(shipped))[:3]}"
+        assert set(shipped) <= ever, f"iteration {step}: shipped pairs the API never showed"
+    print(f"\ncrash iterations: {ITERATIONS}, kills by point: {dict(kills)}, pairs in Loki: {len(h.shipped())}")
+    assert sum(v for k, v in kills.items() if k != "finished-first") >= ITERATIONS // 2
