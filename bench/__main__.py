@@ -35,11 +35,12 @@ def run_job(kube: KubeAPI, loki_url: str, kubeconfig: str, state: str, extra: li
     first_request: list[float] = []
     kube.on_request = lambda method, path: first_request.append(time.perf_counter()) if not first_request else None
     api_before = len(kube.requests)
-    cmd = [sys.executable, "-m", "job", "run", "--kubeconfig", kubeconfig, "--loki-url", loki_url,
+    hwm = os.path.join(os.path.dirname(state.removeprefix("file://")), "hwm")
+    cmd = [sys.executable, "-m", "bench.peak", "run", "--kubeconfig", kubeconfig, "--loki-url", loki_url,
            "--state", state, "--page-size", str(PAGE), "--namespace", NAMESPACE, *(extra or [])]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            env=dict(os.environ, PYTHONPATH=str(ROOT), BENCH_HWM_FILE=hwm))
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -52,7 +53,7 @@ def run_job(kube: KubeAPI, loki_url: str, kubeconfig: str, state: str, extra: li
     return {
         "wall_s": round(wall, 3),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(int(Path(hwm).read_text()) / 1024, 1),
         "startup_s": round(first_request[0] - t0, 3) if first_request else None,
         "api_requests": len(kube.requests) - api_before,
         "summary": summary,

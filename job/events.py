@@ -1,91 +1,104 @@
 """Decoding core/v1 Events: only the fields the job uses, straight from the API's bytes.
 
 Typed decoding into Structs is several times faster than json.loads of the whole answer,
-because msgspec skips the fields we do not declare (managedFields, annotations, ...).
+because msgspec skips the fields we do not declare (managedFields, annotations, ...). Times stay
+the API's own strings: only the one that is the event's time is parsed, and lines repeat the rest
+byte for byte. Every field accepts null, which some producers send for empty values.
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator
 
 import msgspec
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
-class Meta(msgspec.Struct, omit_defaults=True):
-    name: str = ""
-    namespace: str = ""
-    uid: str = ""
-    creationTimestamp: dt.datetime | None = None
+class Meta(msgspec.Struct):
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    creationTimestamp: str | None = None
 
 
-class ObjectRef(msgspec.Struct, omit_defaults=True):
-    kind: str = ""
-    namespace: str = ""
-    name: str = ""
-    uid: str = ""
-    apiVersion: str = ""
-    fieldPath: str = ""
+class ObjectRef(msgspec.Struct):
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    fieldPath: str | None = None
 
 
-class Source(msgspec.Struct, omit_defaults=True):
-    component: str = ""
-    host: str = ""
+class Source(msgspec.Struct):
+    component: str | None = None
+    host: str | None = None
 
 
-class Series(msgspec.Struct, omit_defaults=True):
-    count: int = 0
-    lastObservedTime: dt.datetime | None = None
+class Series(msgspec.Struct):
+    count: int | None = None
+    lastObservedTime: str | None = None
 
 
-class Event(msgspec.Struct, omit_defaults=True):
-    metadata: Meta = msgspec.field(default_factory=Meta)
-    involvedObject: ObjectRef = msgspec.field(default_factory=ObjectRef)
-    reason: str = ""
-    message: str = ""
-    source: Source = msgspec.field(default_factory=Source)
-    firstTimestamp: dt.datetime | None = None
-    lastTimestamp: dt.datetime | None = None
-    eventTime: dt.datetime | None = None
-    count: int = 0
-    type: str = ""
+_NO_META, _NO_REF, _NO_SOURCE = Meta(), ObjectRef(), Source()
+
+
+class Event(msgspec.Struct):
+    metadata: Meta | None = None
+    involvedObject: ObjectRef | None = None
+    reason: str | None = None
+    message: str | None = None
+    source: Source | None = None
+    firstTimestamp: str | None = None
+    lastTimestamp: str | None = None
+    eventTime: str | None = None
+    count: int | None = None
+    type: str | None = None
     series: Series | None = None
-    action: str = ""
-    reportingComponent: str = ""
-    reportingInstance: str = ""
+    action: str | None = None
+    reportingComponent: str | None = None
+    reportingInstance: str | None = None
+
+    @property
+    def meta(self) -> Meta:
+        return self.metadata or _NO_META
+
+    @property
+    def obj(self) -> ObjectRef:
+        return self.involvedObject or _NO_REF
+
+    @property
+    def src(self) -> Source:
+        return self.source or _NO_SOURCE
 
     @property
     def occurrences(self) -> int:
         """series.count, else count, else 1 (KUBERNETES.md)."""
-        if self.series is not None and self.series.count > 0:
+        if self.series is not None and self.series.count and self.series.count > 0:
             return self.series.count
-        return self.count if self.count > 0 else 1
+        return self.count if self.count and self.count > 0 else 1
 
     @property
-    def time(self) -> dt.datetime | None:
+    def time(self) -> str | None:
         """series.lastObservedTime, else lastTimestamp, eventTime, firstTimestamp, creationTimestamp."""
-        if self.series is not None and self.series.lastObservedTime is not None:
+        if self.series is not None and self.series.lastObservedTime:
             return self.series.lastObservedTime
-        return self.lastTimestamp or self.eventTime or self.firstTimestamp or self.metadata.creationTimestamp
+        return self.lastTimestamp or self.eventTime or self.firstTimestamp or self.meta.creationTimestamp
 
 
 class ListMeta(msgspec.Struct):
-    continue_: str = msgspec.field(default="", name="continue")
-    resourceVersion: str = ""
+    continue_: str | None = msgspec.field(default=None, name="continue")
 
 
-class EventList(msgspec.Struct):
+class _List(msgspec.Struct):
     items: list[Event] | None = None
-    metadata: ListMeta = msgspec.field(default_factory=ListMeta)
+    metadata: ListMeta | None = None
 
 
 class _RawList(msgspec.Struct):
     items: list[msgspec.Raw] | None = None
-    metadata: ListMeta = msgspec.field(default_factory=ListMeta)
+    metadata: ListMeta | None = None
 
 
-_list_decoder = msgspec.json.Decoder(EventList)
+_list_decoder = msgspec.json.Decoder(_List)
 _raw_list_decoder = msgspec.json.Decoder(_RawList)
 _event_decoder = msgspec.json.Decoder(Event)
 
@@ -98,55 +111,66 @@ class Malformed(msgspec.Struct):
 
 
 class Page(msgspec.Struct):
-    events: list[Event]
+    events: list[tuple[Event, int]]  # each with its time in Unix ns
     malformed: list[Malformed]
     continue_token: str
 
 
 def decode_page(data: bytes) -> Page:
-    """Decode one EventList page. A bad item costs a slower second pass, never the page."""
+    """Decode one EventList page. A bad item costs a slower second pass, never the page.
+
+    Raises ValueError when the envelope itself is not an EventList.
+    """
+    bad: list[Malformed] = []
     try:
         lst = _list_decoder.decode(data)
         events = lst.items or []
-        bad: list[Malformed] = []
+        meta = lst.metadata
     except msgspec.ValidationError:
-        raw = _raw_list_decoder.decode(data)  # a broken envelope still raises: the page is unusable
-        lst = EventList(metadata=raw.metadata)
-        events, bad = [], []
+        try:
+            raw = _raw_list_decoder.decode(data)
+        except msgspec.MsgspecError as exc:
+            raise ValueError(str(exc)) from None
+        meta = raw.metadata
+        events = []
         for i, item in enumerate(raw.items or []):
             try:
                 events.append(_event_decoder.decode(item))
             except msgspec.ValidationError as exc:
                 bad.append(Malformed(str(exc), _describe(bytes(item), i)))
-    good: list[Event] = []
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    good: list[tuple[Event, int]] = []
     for e in events:
-        problem = check(e)
-        if problem:
-            bad.append(Malformed(problem, f"{e.metadata.namespace}/{e.metadata.name}"))
-        else:
-            good.append(e)
-    return Page(good, bad, lst.metadata.continue_)
+        m = e.meta
+        if not m.uid:
+            bad.append(Malformed("metadata.uid is missing", f"{m.namespace}/{m.name}"))
+            continue
+        t = e.time
+        if not t:
+            bad.append(Malformed("the event has no timestamp at all", f"{m.namespace}/{m.name}"))
+            continue
+        try:
+            good.append((e, parse_time_ns(t)))
+        except ValueError:
+            bad.append(Malformed(f"unreadable time {t[:40]!r}", f"{m.namespace}/{m.name}"))
+    return Page(good, bad, (meta.continue_ if meta else None) or "")
 
 
-def check(e: Event) -> str:
-    if not e.metadata.uid:
-        return "metadata.uid is missing"
-    if e.time is None:
-        return "the event has no timestamp at all"
-    return ""
+def parse_time_ns(text: str) -> int:
+    """RFC3339 (Time or MicroTime) to Unix ns; anything without a zone is an error."""
+    t = dt.datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise ValueError(f"no timezone in {text!r}")
+    return to_ns(t)
 
 
 def _describe(item: bytes, index: int) -> str:
     try:
         meta = msgspec.json.decode(item, type=dict).get("metadata") or {}
         return f"{meta.get('namespace', '?')}/{meta.get('name', '?')}"
-    except (msgspec.DecodeError, msgspec.ValidationError, AttributeError):
+    except (msgspec.MsgspecError, AttributeError):
         return f"item #{index}"
-
-
-def iter_file(data: bytes) -> Iterator[Page]:
-    """A saved `kubectl get events -A -o json` (EventList or List) is one page."""
-    yield decode_page(data)
 
 
 def to_ns(t: dt.datetime) -> int:

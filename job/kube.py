@@ -91,7 +91,10 @@ def list_event_pages(api: client.ApiClient, *, page_size: int, field_selector: s
             raise KubeError(explain(exc, "listing events")) from None
         except HTTPError as exc:
             raise KubeError(f"cannot reach the Kubernetes API at {api.configuration.host}: {type(exc).__name__}") from None
-        page = decode(resp.data)
+        data = resp.data
+        resp.release_conn()  # unread, a raw response keeps its connection (and buffers) out of the pool
+        page = decode(data)
+        del data
         yield page
         token = page.continue_token
         if not token:

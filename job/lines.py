@@ -1,67 +1,92 @@
 """What an event becomes in Loki: its stream labels, its line and its timestamp.
 
 Lines are deterministic: the same event at the same count always gives the same bytes (fixed key
-order, no wall-clock values), so a re-sent entry is an exact duplicate that Loki drops.
+order, times as the API wrote them, no wall-clock values), so a re-sent entry is an exact
+duplicate that Loki drops.
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Callable
 
 import msgspec
 
-from job.events import Event, to_ns
+from job.events import Event
 
 JOB_LABEL = "loki-event-sync"
-_json = msgspec.json.Encoder()
 
 Labels = tuple[tuple[str, str], ...]
 
 
-def _ts(t: dt.datetime | None) -> str:
-    if t is None:
-        return ""
-    if t.microsecond:
-        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+class Line(msgspec.Struct, omit_defaults=True):
+    """Every non-empty field the LokiEventCollector line had, plus count and new occurrences.
+
+    Field order is the key order in the JSON line; empty values are left out.
+    """
+
+    type: str = ""
+    reason: str = ""
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+    fieldPath: str = ""
+    message: str = ""
+    component: str = ""
+    host: str = ""
+    reportingInstance: str = ""
+    action: str = ""
+    firstTimestamp: str = ""
+    lastTimestamp: str = ""
+    eventTime: str = ""
+    count: int = 0
+    new: int = 0
+    event: str = ""
+    uid: str = ""
 
 
-def fields(e: Event, new: int) -> dict[str, object]:
-    """Every non-empty field the LokiEventCollector line had, plus count and new occurrences."""
-    o = e.involvedObject
-    raw: dict[str, object] = {
-        "type": e.type,
-        "reason": e.reason,
-        "kind": o.kind,
-        "namespace": e.metadata.namespace,
-        "name": o.name,
-        "fieldPath": o.fieldPath,
-        "message": e.message,
-        "component": e.source.component or e.reportingComponent,
-        "host": e.source.host,
-        "reportingInstance": e.reportingInstance,
-        "action": e.action,
-        "firstTimestamp": _ts(e.firstTimestamp),
-        "lastTimestamp": _ts(e.lastTimestamp),
-        "eventTime": _ts(e.eventTime),
-        "count": e.occurrences,
-        "new": new,
-        "event": e.metadata.name,
-        "uid": e.metadata.uid,
-    }
-    return {k: v for k, v in raw.items() if v != ""}
+FIELDS = Line.__struct_fields__
 
 
-def json_line(f: dict[str, object]) -> str:
-    return _json.encode(f).decode()
+def to_line(e: Event, new: int) -> Line:
+    o, src, m = e.obj, e.src, e.meta
+    return Line(
+        type=e.type or "",
+        reason=e.reason or "",
+        kind=o.kind or "",
+        namespace=m.namespace or "",
+        name=o.name or "",
+        fieldPath=o.fieldPath or "",
+        message=e.message or "",
+        component=src.component or e.reportingComponent or "",
+        host=src.host or "",
+        reportingInstance=e.reportingInstance or "",
+        action=e.action or "",
+        firstTimestamp=e.firstTimestamp or "",
+        lastTimestamp=e.lastTimestamp or "",
+        eventTime=e.eventTime or "",
+        count=e.occurrences,
+        new=new,
+        event=m.name or "",
+        uid=m.uid or "",
+    )
 
 
-def logfmt_line(f: dict[str, object]) -> str:
+_encode = msgspec.json.Encoder().encode
+
+
+def json_line(f: Line | dict[str, object]) -> str:
+    return _encode(f).decode()
+
+
+def _present(f: Line) -> list[tuple[str, object]]:
+    return [(k, v) for k in FIELDS if (v := getattr(f, k)) not in ("", 0)]
+
+
+def logfmt_line(f: Line) -> str:
     out = []
-    for k, v in f.items():
+    for k, v in _present(f):
         s = str(v)
-        if not s or any(c in s for c in ' "=\\') or not s.isprintable():
-            s = _json.encode(s).decode()  # JSON string quoting is a valid logfmt quoting
+        if any(c in s for c in ' "=\\') or not s.isprintable():
+            s = _encode(s).decode()  # JSON string quoting is valid logfmt quoting
         out.append(f"{k}={s}")
     return " ".join(out)
 
@@ -74,18 +99,16 @@ _SEED_KEYS = {
 }
 
 
-def seed_line(f: dict[str, object]) -> str:
+def seed_line(f: Line) -> str:
     """LokiEventCollector's `Key:value, ` text."""
-    return ", ".join(f"{_SEED_KEYS[k]}:{v}" for k, v in f.items() if k in _SEED_KEYS)
+    return ", ".join(f"{_SEED_KEYS[k]}:{v}" for k, v in _present(f) if k in _SEED_KEYS)
 
 
-FORMATTERS: dict[str, Callable[[dict[str, object]], str]] = {
-    "json": json_line, "logfmt": logfmt_line, "seed": seed_line,
-}
+FORMATTERS: dict[str, Callable[[Line], str]] = {"json": json_line, "logfmt": logfmt_line, "seed": seed_line}
 
 
 class Formatter:
-    """Turns an event into (labels, ts_ns, line, structured metadata)."""
+    """Turns an event into its labels, line and structured metadata."""
 
     def __init__(self, *, label_style: str, line_format: str, cluster: str, max_line_bytes: int,
                  structured_metadata: bool) -> None:
@@ -95,35 +118,41 @@ class Formatter:
         self.max_line_bytes = max_line_bytes
         self.structured_metadata = structured_metadata
         self.truncated = 0
+        self._labels: dict[tuple[str, ...], Labels] = {}  # few distinct label sets, many events
 
     def labels(self, e: Event, backfill: str = "") -> Labels:
-        if self.seed:
-            base: Labels = (("_host", e.source.host), ("_namespace", e.metadata.namespace),
-                            ("_type", e.type), ("_kind", e.involvedObject.kind))
-        else:
-            base = (("cluster", self.cluster), ("job", JOB_LABEL), ("namespace", e.metadata.namespace),
-                    ("type", e.type), ("kind", e.involvedObject.kind))
-        if backfill:
-            base += (("backfill", backfill),)
-        # Loki drops empty values itself; dropping them here keeps our stream keys equal to Loki's.
-        return tuple((k, _label_value(v)) for k, v in base if v)
+        key = (e.meta.namespace or "", e.type or "", e.obj.kind or "", (e.src.host or "") if self.seed else "", backfill)
+        found = self._labels.get(key)
+        if found is None:
+            ns, typ, kind, host, _ = key
+            if self.seed:
+                base: Labels = (("_host", host), ("_namespace", ns), ("_type", typ), ("_kind", kind))
+            else:
+                base = (("cluster", self.cluster), ("job", JOB_LABEL), ("namespace", ns), ("type", typ),
+                        ("kind", kind))
+            if backfill:
+                base += (("backfill", backfill),)
+            # Loki drops empty values itself; dropping them here keeps our stream keys equal to Loki's.
+            found = self._labels[key] = tuple((k, _label_value(v)) for k, v in base if v)
+        return found
 
     def line(self, e: Event, new: int) -> str:
-        f = fields(e, new)
+        f = to_line(e, new)
         line = self.format(f)
-        size = len(line.encode())
-        if size > self.max_line_bytes:
-            line = self._truncate(f, size)
+        if len(line) * 4 > self.max_line_bytes:  # only then can the UTF-8 size be over the limit
+            size = len(line.encode())
+            if size > self.max_line_bytes:
+                line = self._truncate(f, size)
         return line
 
-    def _truncate(self, f: dict[str, object], size: int) -> str:
+    def _truncate(self, f: Line, size: int) -> str:
         """Cut the message, not the event: the line stays parseable and says how much was cut."""
         self.truncated += 1
-        msg = str(f.get("message", "")).encode()
+        msg = f.message.encode()
         excess = size - self.max_line_bytes
-        for _ in range(3):  # quoting can change the size a little; converge in a step or two
+        for _ in range(4):  # escaping can change the size a little; converge in a step or two
             keep = max(len(msg) - excess - 64, 0)
-            f["message"] = msg[:keep].decode(errors="ignore") + f"…[truncated {len(msg) - keep} bytes]"
+            f.message = msg[:keep].decode(errors="ignore") + f"…[truncated {len(msg) - keep} bytes]"
             line = self.format(f)
             size = len(line.encode())
             if size <= self.max_line_bytes:
@@ -134,16 +163,10 @@ class Formatter:
     def metadata(self, e: Event) -> dict[str, str] | None:
         if not self.structured_metadata:
             return None
-        md = {"name": e.involvedObject.name, "uid": e.metadata.uid, "reason": e.reason, "node": e.source.host}
+        md = {"name": e.obj.name, "uid": e.meta.uid, "reason": e.reason, "node": e.src.host}
         return {k: v for k, v in md.items() if v}
-
-    @staticmethod
-    def ts(e: Event) -> int:
-        t = e.time
-        assert t is not None  # decode_page rejects events without any time
-        return to_ns(t)
 
 
 def _label_value(v: str) -> str:
-    # Loki refuses values over 2048 bytes for the whole request; Kubernetes names never get close.
-    return v if len(v) <= 512 else v[:512]
+    # Loki refuses a value over 2048 bytes (the whole stream); Kubernetes names never get close.
+    return v.encode()[:2048].decode(errors="ignore")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import gzip
 import logging
+import queue
 import random
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, Callable
@@ -110,6 +112,9 @@ class Pusher:
         self.monotonic = monotonic
         self.stats = PushStats()
         self.batch = Batch()
+        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
+        self._error: PushError | None = None
+        self._worker = threading.Thread(target=self._work, name="loki-pusher", daemon=True)
         self.session = requests.Session()
         self.session.headers.update({
             "Content-Type": "application/json",
@@ -125,15 +130,48 @@ class Pusher:
     def add(self, labels: Labels, ts: int, line: str, md: dict[str, str] | None = None) -> None:
         self.batch.add(labels, ts, line, md)
         if self.batch.size >= self.batch_bytes:
-            self.flush()
+            self._submit()
 
     def flush(self) -> None:
-        batch, self.batch = self.batch, Batch()
-        if batch.count:
-            self._ship(batch)
+        """Send what is pending and wait until Loki acknowledged every batch; raise what failed."""
+        self._submit()
+        self._queue.join()
+        self._raise()
 
     def close(self) -> None:
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join()
         self.session.close()
+
+    def _submit(self) -> None:
+        # One background sender overlaps pushing (gzip releases the GIL, the socket waits) with
+        # listing and decoding the next page; a single worker keeps each stream's batches in order.
+        self._raise()
+        batch, self.batch = self.batch, Batch()
+        if batch.count:
+            if not self._worker.is_alive():
+                self._worker.start()
+            self._queue.put(batch)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _work(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is None:
+                    return
+                if self._error is None:  # after a failure, nothing more is sent
+                    self._ship(batch)
+            except PushError as exc:
+                self._error = exc
+            except Exception as exc:  # surfaced in the main thread, never lost in this one
+                self._error = PushError(f"pushing to {self.safe_url} failed: {type(exc).__name__}: {exc}")
+            finally:
+                self._queue.task_done()
 
     def _ship(self, batch: Batch) -> None:
         body = batch.payload()

@@ -58,14 +58,14 @@ def push(cfg: Config, summary: "Summary", code: int) -> None:
 
     parts = urlsplit(cfg.pushgateway_url)
     safe_url = redact_url(cfg.pushgateway_url)
-    handler = default_handler
-    if parts.username:
-        # urllib cannot send user:password@host itself; prometheus_client's handler does basic auth.
-        user, password = parts.username, parts.password or ""
+    user, password = parts.username, parts.password or ""
 
-        def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
-                    data: bytes) -> Callable[[], None]:
-            return basic_auth_handler(url, method, timeout, headers, data, user, password)
+    def with_basic_auth(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                        data: bytes) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
+    # urllib cannot send user:password@host itself; prometheus_client's handler does basic auth.
+    handler = with_basic_auth if user else default_handler
 
     grouping_key = {"cluster": cfg.cluster} if cfg.cluster else None
     send = push_to_gateway if synced else pushadd_to_gateway

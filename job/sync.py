@@ -109,14 +109,14 @@ def load_checkpoint(store: Store, reset: bool) -> tuple[Checkpoint, Any, bool]:
 
 def _matches(f: Filters, e: Event) -> bool:
     for value, inc, exc in (
-        (e.metadata.namespace, f.include_namespaces, f.exclude_namespaces),
+        (e.meta.namespace, f.include_namespaces, f.exclude_namespaces),
         (e.reason, f.include_reasons, f.exclude_reasons),
         (e.type, f.include_types, f.exclude_types),
-        (e.involvedObject.kind, f.include_kinds, f.exclude_kinds),
+        (e.obj.kind, f.include_kinds, f.exclude_kinds),
     ):
-        if inc is not None and not inc.fullmatch(value):
+        if inc is not None and not inc.fullmatch(value or ""):
             return False
-        if exc is not None and exc.fullmatch(value):
+        if exc is not None and exc.fullmatch(value or ""):
             return False
     return True
 
@@ -240,16 +240,16 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
                 s.malformed += 1
                 if s.malformed <= _MAX_MALFORMED_LOGGED:
                     log.warning("skipping a malformed event %s: %s", bad.where, bad.reason)
-            for e in page.events:
+            check = _matches if cfg.filters != Filters() else None
+            for e, t_ns in page.events:
                 s.listed += 1
-                if not _matches(cfg.filters, e):
+                if check is not None and not check(cfg.filters, e):
                     s.filtered += 1
                     continue
-                t_ns = fmt.ts(e)
                 if until_ns and t_ns >= until_ns:
                     s.out_of_window += 1
                     continue
-                v = ledger.consider(e.metadata.uid, e.occurrences, t_ns)
+                v = ledger.consider(e.meta.uid or "", e.occurrences, t_ns)
                 if not v.new:
                     if v.why == "duplicate":
                         s.duplicates += 1

@@ -328,3 +328,22 @@ def test_dockerignore_keeps_the_virtualenv_and_git_out_of_the_build_context() ->
     # An allow-list: everything is ignored except what the image needs.
     assert rules[0] == "*"
     assert {"!requirements.txt", "!job/", "!state/"} <= set(rules)
+
+
+# --- alerts -----------------------------------------------------------------------------------------
+
+
+def test_alerts_use_only_metrics_the_job_pushes() -> None:
+    (rule,) = docs(ROOT / "deploy" / "alerts.yaml")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["kind"] == "PrometheusRule"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert alerts["LokiEventSyncStale"]["expr"] == \
+        "time() - loki_event_sync_last_success_timestamp_seconds > 3 * 600"
+    assert alerts["LokiEventSyncStale"]["for"] == "5m"
+    assert alerts["LokiEventSyncGap"]["expr"] == "loki_event_sync_gap_seconds > 0"
+    assert alerts["LokiEventSyncRejects"]["expr"] == "loki_event_sync_loki_rejected_entries > 0"
+    # The staleness threshold is three schedule intervals.
+    assert 3 * shortest_interval_s(cronjob()["spec"]["schedule"]) == 1800
+    pushed = set(re.findall(r'"(loki_event_sync_\w+)"', (ROOT / "job" / "metrics.py").read_text(encoding="utf-8")))
+    for alert in alerts.values():
+        assert set(re.findall(r"loki_event_sync_\w+", alert["expr"])) <= pushed, alert["alert"]
