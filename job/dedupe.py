@@ -11,10 +11,16 @@ NS = 1_000_000_000
 PRUNE_MARGIN_S = 600
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verdict:
     new: int = 0  # occurrences not shipped before; 0 means skip
     why: str = ""  # for skips: "duplicate", "before-horizon", "before-since"
+
+
+# Skips are the common case of a steady-state run: share them instead of allocating one per event.
+DUPLICATE = Verdict(0, "duplicate")
+BEFORE_HORIZON = Verdict(0, "before-horizon")
+BEFORE_SINCE = Verdict(0, "before-since")
 
 
 class Ledger:
@@ -34,15 +40,15 @@ class Ledger:
     def consider(self, uid: str, n: int, t_ns: int) -> Verdict:
         prev = self.cp.ledger.get(uid)
         if t_ns < self.since_ns:
-            return Verdict(0, "before-since")
+            return BEFORE_SINCE
         if prev is not None:
             if n <= prev[0] and not self.replay:
-                return Verdict(0, "duplicate")
+                return DUPLICATE
             shipped = prev[0]
         else:
             # Absent and older than what was already pruned: it may have shipped, so never re-ship.
             if t_ns < self.cp.prune_horizon_ns and not self.replay:
-                return Verdict(0, "before-horizon")
+                return BEFORE_HORIZON
             shipped = 0
         if prev is None or n > prev[0] or t_ns // NS > prev[1]:
             self.cp.ledger[uid] = (max(n, prev[0] if prev else 0), max(t_ns // NS, prev[1] if prev else 0))

@@ -73,10 +73,14 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
         return EXIT_OK
     log.info("loki-event-sync %s starting %s", __version__, cfg.command,
              extra={"fields": {"config": redact(json.dumps(_public(cfg), default=str))}})
-    code, summary = sync.run(cfg, d)
+    summary = sync.Summary()
+    code = EXIT_FAILED
+    try:
+        code = sync.run(cfg, d, summary)
+    finally:
+        _push_metrics(cfg, summary, code)  # a failed run is exactly what the metrics must show
     log.info("%s completed: %s", cfg.command, " ".join(f"{k}={v}" for k, v in asdict(summary).items()),
              extra={"fields": {"summary": asdict(summary)}})
-    _push_metrics(cfg, summary, code)
     return code
 
 

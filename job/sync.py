@@ -189,11 +189,10 @@ def gap_marker(fmt: Formatter, cfg: Config, namespace: str, start_ns: int, end_n
     return labels, end_ns, json_line(f)
 
 
-def run(cfg: Config, deps: Deps) -> tuple[int, Summary]:
-    """A sync (cfg.command == "run") or a backfill. Returns (exit code, summary)."""
+def run(cfg: Config, deps: Deps, s: Summary) -> int:
+    """A sync (cfg.command == "run") or a backfill, counting into ``s``. Returns the exit code."""
     started = time.monotonic()
     now = deps.clock()
-    s = Summary()
     ctx = Context(cfg)
     backfill = cfg.command == "backfill"
     store = ctx.store()
@@ -204,8 +203,10 @@ def run(cfg: Config, deps: Deps) -> tuple[int, Summary]:
                       deps.clock, cfg.api_timeout)
         holder = lease.acquire()
         if holder is not None:
+            if backfill:  # a backfill Job that did nothing must not look like a success
+                raise RunFailed(f"{holder}; the backfill did not run: retry once that run has finished")
             log.info("skipping this run: %s", holder)
-            return 0, s
+            return 0
     try:
         with Renewer(lease) if lease else contextlib.nullcontext():
             return _run_locked(cfg, deps, ctx, store, lease, now, started, backfill, s)
@@ -215,7 +216,7 @@ def run(cfg: Config, deps: Deps) -> tuple[int, Summary]:
 
 
 def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Lease | None, now: dt.datetime,
-                started: float, backfill: bool, s: Summary) -> tuple[int, Summary]:
+                started: float, backfill: bool, s: Summary) -> int:
     cp, version, existed = load_checkpoint(store, cfg.reset_checkpoint)
     since_ns = to_ns(resolve_time(cfg.since, now)) if cfg.since and (backfill or not existed) else 0
     until_ns = to_ns(resolve_time(cfg.until, now)) if cfg.until else 0
@@ -234,8 +235,11 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
                             (now_ns - cp.last_success_ns) // NS, s.gap_seconds)
                 pusher.add(*gap_marker(fmt, cfg, ctx.namespace(), cp.last_success_ns,
                                        now_ns - int(cfg.event_ttl * NS)))
+        progress = _Progress(deps.stderr) if cfg.log_format == "text" and _isatty(deps.stderr) else None
         for page in _pages(cfg, ctx, deps):
             s.pages += 1
+            if progress:
+                progress.show(s)
             for bad in page.malformed:
                 s.malformed += 1
                 if s.malformed <= _MAX_MALFORMED_LOGGED:
@@ -262,6 +266,8 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
                 pusher.add(fmt.labels(e, _hour_bucket(t_ns) if backfill else ""), t_ns, fmt.line(e, v.new),
                            fmt.metadata(e))
         pusher.flush()
+        if progress:
+            progress.done()
     finally:
         pusher.close()
         st = pusher.stats
@@ -275,7 +281,7 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
     s.duration_s = round(time.monotonic() - started, 3)
     if cfg.dry_run:
         log.info("**DRY-RUN**: would push %d lines in %d requests; nothing was written", s.lines, st.batches)
-        return 0, s
+        return 0
     if lease is not None and not lease.still_held():
         raise RunFailed(f"{lease.where} was lost during the run; not saving the checkpoint "
                         "(the next run re-sends, and Loki drops the duplicates)")
@@ -283,7 +289,7 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
     cp.last_run = {k: v for k, v in asdict(s).items() if k not in ("watermark",)}
     data = _fit(cp, ledger, store, s)
     store.save(data, version)
-    return 0, s
+    return 0
 
 
 def _fit(cp: Checkpoint, ledger: Ledger, store: Store, s: Summary) -> bytes:
@@ -300,6 +306,32 @@ def _fit(cp: Checkpoint, ledger: Ledger, store: Store, s: Summary) -> bytes:
                     store.name, limit, dropped, _rfc3339(cp.prune_horizon_ns))
         data = encode(cp)
     return data
+
+
+class _Progress:
+    """Pages and events so far, redrawn on one terminal line at most twice a second."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.last = 0.0
+
+    def show(self, s: Summary) -> None:
+        now = time.monotonic()
+        if now - self.last >= 0.5:
+            self.last = now
+            self.out.write(f"\r  pages {s.pages}  events {s.listed}  new {s.new}  duplicates {s.duplicates} ")
+            self.out.flush()
+
+    def done(self) -> None:
+        if self.last:
+            self.out.write("\n")
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _rfc3339(ns: int) -> str:

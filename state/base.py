@@ -6,6 +6,7 @@ the three stores stay interchangeable and never import each other.
 from __future__ import annotations
 
 import json
+import re
 import struct
 import sys
 import zlib
@@ -17,6 +18,7 @@ MAGIC = b"LESC"
 VERSION = 1
 _HEADER = struct.Struct(">4sBI")  # magic, version, header length
 _SWAP = sys.byteorder == "little"  # the columns are stored big-endian
+_ALL_UUIDS = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})*")
 
 
 class StoreError(Exception):
@@ -72,26 +74,28 @@ def encode(cp: Checkpoint) -> bytes:
     which compress to about a byte each because most counts are 1 and offsets are small.
     """
     w_s = cp.watermark_ns // 1_000_000_000
-    binary: list[tuple[bytes, int, int]] = []
-    other: list[tuple[str, int, int]] = []
-    for uid, (count, t_s) in cp.ledger.items():
-        b = _uuid_bytes(uid)
-        if b is None:
-            other.append((uid, count, t_s))
-        else:
-            binary.append((b, count, t_s))
-    binary.sort()
-    raw = b"".join(b for b, _, _ in binary)
+    items = sorted(cp.ledger.items())  # lower-case hex sorts like the bytes it spells
+    joined = "".join(uid for uid, _ in items)
+    if _ALL_UUIDS.fullmatch(joined):  # the usual case: every uid is a canonical UUID
+        raw, other, binary = bytes.fromhex(joined.replace("-", "")), [], items
+    else:
+        binary, other = [], []
+        for uid, (count, t_s) in items:
+            if _uuid_bytes(uid) is None:
+                other.append((uid, count, t_s))
+            else:
+                binary.append((uid, (count, t_s)))
+        raw = bytes.fromhex("".join(uid for uid, _ in binary).replace("-", ""))
     planes = b"".join(raw[i::16] for i in range(16))
-    counts = array("I", [min(c, 0xFFFFFFFF) for _, c, _ in binary])
-    offsets = array("I", [min(max(w_s - t, 0), 0xFFFFFFFF) for _, _, t in binary])
+    counts = array("I", [min(c, 0xFFFFFFFF) for _, (c, _) in binary])
+    offsets = array("I", [min(max(w_s - t, 0), 0xFFFFFFFF) for _, (_, t) in binary])
     header = {
         "watermark_ns": cp.watermark_ns,
         "prune_horizon_ns": cp.prune_horizon_ns,
         "last_success_ns": cp.last_success_ns,
         "last_run": cp.last_run,
         "entries": len(binary),
-        "other": [[u, c, t] for u, c, t in sorted(other)],
+        "other": [[u, c, t] for u, c, t in other],
     }
     if _SWAP:
         counts.byteswap()

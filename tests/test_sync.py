@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import datetime as dt
 import json
 import os
@@ -10,6 +11,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from job.main import main
+from job.sync import Deps
 from tests.conftest import NAMESPACE, STATE, Harness, legacy_event, now, rfc, series_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -327,3 +330,17 @@ def test_a_gap_longer_than_the_ttl_is_warned_counted_and_marked_in_loki(h: Harne
     assert 3500 < h.summary()["gap_seconds"] < 3700
     markers = [json.loads(e.line) for e in h.loki.entries() if "EventsMayBeMissing" in e.line]
     assert len(markers) == 1 and "may be missing" in markers[0]["message"]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_on_a_terminal_in_text_mode_only(h: Harness) -> None:
+    seed(h, 120)
+    for fmt, shown in (("text", True), ("json", False)):
+        err = _Tty()
+        deps = Deps(stdout=io.StringIO(), stderr=err)
+        assert main(h.args("backfill", "--since", "1h", "--log-format", fmt), env={}, deps=deps) == 0
+        assert ("pages 1  events 0" in err.getvalue()) is shown
