@@ -81,10 +81,11 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line, a summary or an exception message."""
-        found = [self.loki_password]
+        # The tenant too: the README promises X-Scope-OrgID is never printed, and it often sits in
+        # the same Secret as the password.
+        found = [self.loki_password, self.tenant]
         for url in (self.loki_url, self.pushgateway_url):
-            parts = urlsplit(url)
-            found += [parts.password or "", parts.username or ""] if parts.password else []
+            found.append(urlsplit(url).password or "")
         if self.loki_bearer_token_file:
             try:
                 with open(self.loki_bearer_token_file, encoding="utf-8") as f:

@@ -32,11 +32,34 @@ def api_client(kubeconfig: str, context: str) -> client.ApiClient:
         return client.ApiClient(cfg)
     try:
         # persist_config=False: never write refreshed credentials back into the user's kubeconfig.
-        return config.new_client_from_config(
+        api = config.new_client_from_config(
             config_file=kubeconfig or None, context=context or None, persist_config=False
         )
     except (config.ConfigException, OSError) as exc:
         raise KubeError(f"no usable Kubernetes config: {exc}; pass --kubeconfig/--context, or run in a cluster") from None
+    # A tokenFile written by `echo` ends in a newline; kubectl strips it, while http.client refuses
+    # the header and prints the token in its error. The client re-sets the key before every request.
+    cfg = api.configuration
+    refresh = cfg.refresh_api_key_hook
+
+    def strip_tokens(c: client.Configuration) -> None:
+        if refresh is not None:
+            refresh(c)
+        for key, value in list((c.api_key or {}).items()):
+            c.api_key[key] = value.strip()
+
+    cfg.refresh_api_key_hook = strip_tokens
+    strip_tokens(cfg)
+    return api
+
+
+def credentials(api: client.ApiClient) -> list[str]:
+    """The bearer token and client key the client will send, for the log redactor."""
+    cfg = api.configuration
+    found = [cfg.password or ""]
+    for value in (cfg.api_key or {}).values():
+        found += [value, value.removeprefix("Bearer ").strip()]
+    return [t for t in found if t]
 
 
 def own_namespace(kubeconfig: str, context: str) -> str:

@@ -16,6 +16,11 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
+    def add(self, secret: str) -> None:
+        """Learn a secret found after start-up, such as the Kubernetes token from a kubeconfig."""
+        if len(secret) >= 3 and secret not in self.secrets:
+            self.secrets = sorted([*self.secrets, secret], key=len, reverse=True)
+
     def __call__(self, text: str) -> str:
         text = _URL_PASSWORD.sub(r"\1:***@", text)
         for s in self.secrets:

@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"error: {Redactor([])(str(exc))}", file=d.stderr)
         return EXIT_USAGE
     redact = Redactor(cfg.secrets())
+    d.redactor = redact
     setup(cfg.log_format, cfg.log_level, redact, d.stderr)
     try:
         return _dispatch(cfg, d, redact)

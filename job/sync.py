@@ -17,6 +17,7 @@ from job.dedupe import NS, Ledger
 from job.events import Event, Page, decode_page, to_ns
 from job.lease import Lease, Renewer
 from job.lines import JOB_LABEL, Formatter, Labels, json_line
+from job.logs import Redactor
 from job.loki import Pusher
 from state import Checkpoint, Store, StoreError, decode, encode, open_store
 
@@ -38,6 +39,7 @@ class Deps:
     stdin: IO[bytes] | None = None  # None: the process's stdin, looked up only for --from-file -
     sleep: Callable[[float], None] = time.sleep
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    redactor: Redactor | None = None  # set by main(); learns credentials found while running
 
 
 @dataclass
@@ -67,14 +69,18 @@ class Summary:
 class Context:
     """Lazily built connections, so a --from-file dry run needs no cluster at all."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, redactor: Redactor | None = None) -> None:
         self.cfg = cfg
+        self.redactor = redactor
         self._api: Any = None
         self._namespace = cfg.namespace
 
     def api(self) -> Any:
         if self._api is None:
             self._api = kube.api_client(self.cfg.kubeconfig, self.cfg.context)
+            if self.redactor is not None:
+                for secret in kube.credentials(self._api):
+                    self.redactor.add(secret)
         return self._api
 
     def namespace(self) -> str:
@@ -193,7 +199,7 @@ def run(cfg: Config, deps: Deps, s: Summary) -> int:
     """A sync (cfg.command == "run") or a backfill, counting into ``s``. Returns the exit code."""
     started = time.monotonic()
     now = deps.clock()
-    ctx = Context(cfg)
+    ctx = Context(cfg, deps.redactor)
     backfill = cfg.command == "backfill"
     store = ctx.store()
     uses_api = not cfg.from_file or ctx.state_url().startswith("configmap:")
@@ -341,7 +347,7 @@ def _rfc3339(ns: int) -> str:
 
 
 def status(cfg: Config, deps: Deps) -> dict[str, Any]:
-    ctx = Context(cfg)
+    ctx = Context(cfg, deps.redactor)
     store = ctx.store()
     data, _ = store.load()
     if data is None:
