@@ -102,7 +102,7 @@ def naive(kube: KubeAPI, loki_url: str, kubeconfig: str) -> float:
     return done / (time.perf_counter() - t0)
 
 
-def ledger_figures(tmp: str) -> list[dict[str, Any]]:
+def ledger_figures(tmp: str, entries: int) -> list[dict[str, Any]]:
     import random
     import uuid
 
@@ -114,7 +114,7 @@ def ledger_figures(tmp: str) -> list[dict[str, Any]]:
     rnd = random.Random(1)
     cp = Checkpoint(watermark_ns=w * 10**9, ledger={str(uuid.UUID(int=rnd.getrandbits(128), version=4)):
                                                     (rnd.choice([1, 1, 2, 9]), w - rnd.randint(0, 4200))
-                                                    for _ in range(50_000)})
+                                                    for _ in range(entries)})
     out = []
     with KubeAPI() as kube:
         kc = kube.write_kubeconfig(os.path.join(tmp, "kc-ledger"), namespace=NAMESPACE)
@@ -132,7 +132,7 @@ def ledger_figures(tmp: str) -> list[dict[str, Any]]:
             raw, _ = store.load()
             decode(raw or b"", url)
             t2 = time.perf_counter()
-            out.append({"store": name, "entries": 50_000, "bytes": len(data), "save_s": round(t1 - t0, 3),
+            out.append({"store": name, "entries": entries, "bytes": len(data), "save_s": round(t1 - t0, 3),
                         "load_s": round(t2 - t1, 3)})
         if moto:
             moto[2].stop()
@@ -211,11 +211,15 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1000,10000,50000,100000", help="event counts (default: %(default)s)")
     p.add_argument("--json", default="", help="also write the results as JSON to this file")
     p.add_argument("--loki-url", default="", help="push to this real Loki instead of the double")
-    p.add_argument("--no-ledger", action="store_true", help="skip the ledger load/save figures")
+    p.add_argument("--ledger-entries", type=int, default=50_000, help="ledger size for the store figures "
+                   "(default: %(default)s; 0 skips them)")
     args = p.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",") if x]
     with tempfile.TemporaryDirectory() as tmp:
@@ -223,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             rows.append(bench_size(n, tmp, args.loki_url or None))
             print(f"N={n}: {rows[-1]['events_per_s']} events/s", file=sys.stderr)
-        ledger = [] if args.no_ledger else ledger_figures(tmp)
+        ledger = ledger_figures(tmp, args.ledger_entries) if args.ledger_entries else []
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(table(rows, COLUMNS))
     if ledger:
