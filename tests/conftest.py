@@ -154,3 +154,14 @@ def loki() -> Iterator[LokiDouble]:
 @pytest.fixture
 def h(kube: KubeAPI, loki: LokiDouble, tmp_path: Path) -> Harness:
     return Harness(kube, loki, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """S3 through real boto3 and HTTP: moto in server mode on loopback."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[attr-defined]
+    server.stop()

@@ -91,16 +91,6 @@ def test_configmap_store_reports_the_size_limit(cm_store: ConfigMapStore) -> Non
 # --- S3 through boto3 against moto in server mode --------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[attr-defined]
-    server.stop()
-
-
 @pytest.fixture
 def s3_env(monkeypatch: pytest.MonkeyPatch, moto_url: str) -> str:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
