@@ -40,17 +40,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         log.error("interrupted; the checkpoint was not saved")
         return EXIT_FAILED
     except Exception as exc:  # the last line of defence: one line, never a traceback with secrets
-        from job.kube import KubeError
-        from job.loki import PushError
-        from job.sync import RunFailed
-        from state import StoreError
-
-        if isinstance(exc, (KubeError, PushError, RunFailed, StoreError)):
-            log.error("run failed: %s", exc)
-        else:
-            log.error("run failed with an unexpected %s: %s", type(exc).__name__, exc)
-            log.debug("details", exc_info=True)
+        _log_failure(exc)
         return EXIT_FAILED
+
+
+def _log_failure(exc: Exception) -> None:
+    from job.kube import KubeError
+    from job.loki import PushError
+    from job.sync import RunFailed
+    from state import StoreError
+
+    if isinstance(exc, (KubeError, PushError, RunFailed, StoreError)):
+        log.error("run failed: %s", exc)
+    else:
+        log.error("run failed with an unexpected %s: %s", type(exc).__name__, exc)
+        log.debug("details", exc_info=True)
 
 
 def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
@@ -75,13 +79,15 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
     log.info("loki-event-sync %s starting %s", __version__, cfg.command,
              extra={"fields": {"config": redact(json.dumps(_public(cfg), default=str))}})
     summary = sync.Summary()
-    code = EXIT_FAILED
     try:
         code = sync.run(cfg, d, summary)
-    finally:
-        _push_metrics(cfg, summary, code)  # a failed run is exactly what the metrics must show
-    log.info("%s completed: %s", cfg.command, " ".join(f"{k}={v}" for k, v in asdict(summary).items()),
-             extra={"fields": {"summary": asdict(summary)}})
+    except Exception as exc:
+        _log_failure(exc)
+        code = EXIT_FAILED
+    _push_metrics(cfg, summary, code)  # a failed run is exactly what the metrics must show
+    # Every run ends with its counts, a failed one too: they say how far it got.
+    log.info("%s %s: %s", cfg.command, "completed" if code == EXIT_OK else "failed",
+             " ".join(f"{k}={v}" for k, v in asdict(summary).items()), extra={"fields": {"summary": asdict(summary)}})
     return code
 
 

@@ -242,6 +242,7 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
                 pusher.add(*gap_marker(fmt, cfg, ctx.namespace(), cp.last_success_ns,
                                        now_ns - int(cfg.event_ttl * NS)))
         progress = _Progress(deps.stderr) if cfg.log_format == "text" and _isatty(deps.stderr) else None
+        check = _matches if cfg.filters != Filters() else None
         for page in _pages(cfg, ctx, deps):
             s.pages += 1
             if progress:
@@ -250,7 +251,6 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
                 s.malformed += 1
                 if s.malformed <= _MAX_MALFORMED_LOGGED:
                     log.warning("skipping a malformed event %s: %s", bad.where, bad.reason)
-            check = _matches if cfg.filters != Filters() else None
             for e, t_ns in page.events:
                 s.listed += 1
                 if check is not None and not check(cfg.filters, e):
