@@ -13,7 +13,7 @@ from typing import IO, Any, Callable, Iterator
 
 from job import kube
 from job.cmd import DEFAULT_CHECKPOINT_CONFIGMAP, DEFAULT_FILE_STATE, Config, Filters, resolve_time
-from job.dedupe import NS, Ledger
+from job.dedupe import BEFORE_HORIZON, DUPLICATE, NS, Ledger
 from job.events import Event, Page, decode_page, to_ns
 from job.lease import Lease, Renewer
 from job.lines import JOB_LABEL, Formatter, Labels, json_line
@@ -243,6 +243,7 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
                                        now_ns - int(cfg.event_ttl * NS)))
         progress = _Progress(deps.stderr) if cfg.log_format == "text" and _isatty(deps.stderr) else None
         check = _matches if cfg.filters != Filters() else None
+        consider, add, labels, line, metadata = ledger.consider, pusher.add, fmt.labels, fmt.line, fmt.metadata
         for page in _pages(cfg, ctx, deps):
             s.pages += 1
             if progress:
@@ -251,26 +252,26 @@ def _run_locked(cfg: Config, deps: Deps, ctx: Context, store: Store, lease: Leas
                 s.malformed += 1
                 if s.malformed <= _MAX_MALFORMED_LOGGED:
                     log.warning("skipping a malformed event %s: %s", bad.where, bad.reason)
-            for e, t_ns in page.events:
-                s.listed += 1
+            s.listed += len(page.events)
+            for e, t_ns in page.events:  # the hot loop: bound names, no per-event allocation on skips
                 if check is not None and not check(cfg.filters, e):
                     s.filtered += 1
                     continue
                 if until_ns and t_ns >= until_ns:
                     s.out_of_window += 1
                     continue
-                v = ledger.consider(e.meta.uid or "", e.occurrences, t_ns)
+                v = consider(e.meta.uid or "", e.occurrences, t_ns)
                 if not v.new:
-                    if v.why == "duplicate":
+                    if v is DUPLICATE:
                         s.duplicates += 1
-                    elif v.why == "before-horizon":
+                    elif v is BEFORE_HORIZON:
                         s.before_horizon += 1
                     else:
                         s.out_of_window += 1
                     continue
                 s.new += 1
-                pusher.add(fmt.labels(e, _hour_bucket(t_ns) if backfill else ""), t_ns, fmt.line(e, v.new),
-                           fmt.metadata(e))
+                add(labels(e, _hour_bucket(t_ns) if backfill else ""), t_ns, line(e, v.new),
+                    metadata(e) if cfg.structured_metadata else None)
         pusher.flush()
         if progress:
             progress.done()
