@@ -11,9 +11,11 @@ from typing import IO
 
 from job.cmd import Config, UsageError
 
-# Measured with the benchmark (`python -m bench`); will be updated as the code changes.
-CPU_S_PER_EVENT = 10e-6  # decode, filter and dedupe one listed event
-CPU_S_PER_RUN = 0.6  # interpreter and library start-up, client set-up, Lease and checkpoint round trips
+# Measured with `python -m bench` on the 2-core build machine: a run with nothing new costs
+# 0.40 CPU-s at 10k listed events and 0.85 at 100k; shipping every event of 100k adds 0.65.
+CPU_S_PER_EVENT = 5e-6  # list, decode and dedupe one event the API server holds
+CPU_S_PER_NEW_EVENT = 6.5e-6  # format, batch, compress and push one new occurrence
+CPU_S_PER_RUN = 0.35  # interpreter and library start-up, client set-up, Lease and checkpoint round trips
 
 RUN_ALLOWANCE_S = 5 * 60  # what a run itself may take, between listing and the next run's listing
 HORIZON = dt.timedelta(days=7)  # a week covers every hour-of-day and day-of-week pattern
@@ -61,7 +63,8 @@ def main(cfg: Config, out: IO[str], err: IO[str] | None = None) -> int:
     # Every run lists all the events the API server still holds (about one TTL's worth), not just
     # the new ones: that is what the per-event CPU cost applies to.
     listed_per_run = cfg.events_per_hour * cfg.event_ttl / 3600
-    cpu_per_day = runs_per_day * (CPU_S_PER_RUN + listed_per_run * CPU_S_PER_EVENT)
+    cpu_per_day = runs_per_day * (CPU_S_PER_RUN + listed_per_run * CPU_S_PER_EVENT
+                                  + new_per_run * CPU_S_PER_NEW_EVENT)
     excess = longest + RUN_ALLOWANCE_S - cfg.event_ttl
     if excess > 0:
         verdict = (f"RISK: events older than the TTL are deleted before the next run: up to "
