@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from state.base import Checkpoint
 
 NS = 1_000_000_000
-# Events vanish 1 h to 1 h 01 min after their last write, and a reporter's clock and batching can
-# put `t` a little behind the write; the margin covers both before an entry is forgotten.
-PRUNE_MARGIN_S = 600
+# An event vanishes 1 h to 1 h 01 min after its last write, but its time `t` can trail that write:
+# the new recorder reports series counts up to 30 min late (KUBERNETES.md). So an entry is kept
+# until t is older than TTL + 30 min + 2 min of slack for clock skew; any earlier and a live event
+# could be bumped after its entry was forgotten, or first seen already behind the horizon.
+PRUNE_MARGIN_S = 32 * 60
 
 
 @dataclass(frozen=True)

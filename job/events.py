@@ -8,10 +8,14 @@ byte for byte. Every field accepts null, which some producers send for empty val
 from __future__ import annotations
 
 import datetime as dt
+import re
+from typing import Annotated
 
 import msgspec
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_INT32 = Annotated[int, msgspec.Meta(le=2**31 - 1)]  # the API's counts are int32
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 class Meta(msgspec.Struct):
@@ -34,7 +38,7 @@ class Source(msgspec.Struct):
 
 
 class Series(msgspec.Struct):
-    count: int | None = None
+    count: _INT32 | None = None
     lastObservedTime: str | None = None
 
 
@@ -50,7 +54,7 @@ class Event(msgspec.Struct):
     firstTimestamp: str | None = None
     lastTimestamp: str | None = None
     eventTime: str | None = None
-    count: int | None = None
+    count: _INT32 | None = None
     type: str | None = None
     series: Series | None = None
     action: str | None = None
@@ -122,6 +126,12 @@ def decode_page(data: bytes) -> Page:
     Raises ValueError when the envelope itself is not an EventList.
     """
     bad: list[Malformed] = []
+    try:
+        lst = _list_decoder.decode(data)
+    except msgspec.DecodeError:
+        # Go never writes a lone surrogate escape, but Python-made dumps can; msgspec refuses the
+        # whole document for one. Replace each with U+FFFD so the page, and that event, survive.
+        data = _LONE_SURROGATE.sub(lambda m: m.group(0) if len(m.group(0)) == 12 else rb"\ufffd", data)
     try:
         lst = _list_decoder.decode(data)
         events = lst.items or []

@@ -74,7 +74,8 @@ def encode(cp: Checkpoint) -> bytes:
     """
     w_s = cp.watermark_ns // 1_000_000_000
     uids = sorted(cp.ledger)  # lower-case hex sorts like the bytes it spells
-    raw = _uuids_bytes("".join(uids), len(uids))
+    # Every uid 36 long, or pieces of other lengths could join into valid-looking UUIDs.
+    raw = _uuids_bytes("".join(uids), len(uids)) if set(map(len, uids)) <= {36} else None
     if raw is not None:  # the usual case: every uid is a canonical UUID
         binary, other = uids, []
     else:
@@ -148,7 +149,7 @@ def decode(data: bytes, where: str) -> Checkpoint:
             last_success_ns=None if header["last_success_ns"] is None else int(header["last_success_ns"]),
             last_run=dict(header["last_run"]),
         )
-    except (ValueError, KeyError, TypeError, zlib.error, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError, zlib.error) as exc:
         raise CheckpointCorrupt(f"checkpoint at {where} is corrupt ({exc}); {fix}") from None
     if any(c < 1 for c, _ in ledger.values()):
         raise CheckpointCorrupt(f"checkpoint at {where} is corrupt (a ledger count below 1); {fix}")
