@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 from typing import Callable, Iterator
 
+import msgspec
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
@@ -91,11 +94,48 @@ def explain(exc: ApiException, what: str) -> str:
 
 def list_event_pages(api: client.ApiClient, *, page_size: int, field_selector: str, timeout: float,
                      decode: Callable[[bytes], Page]) -> Iterator[Page]:
-    """Yield each decoded page of core/v1 events across all namespaces, as it arrives.
+    """Yield each decoded page of core/v1 events across all namespaces, in order.
 
-    On 410 Expired the list starts over: the ledger makes re-reading harmless, while the
-    inconsistent-resume token the server offers could skip items.
+    A background thread fetches the next page while this one is processed (the socket wait
+    releases the GIL); at most two pages wait, so memory stays a few pages plus the ledger.
     """
+    pages: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for data in _raw_pages(api, page_size, field_selector, timeout):
+                while not _offer(pages, data, stop):
+                    if stop.is_set():
+                        return
+            pages.put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it in the run's thread
+            pages.put(exc)
+
+    threading.Thread(target=fetch, name="event-lister", daemon=True).start()
+    try:
+        while True:
+            item = pages.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield decode(item)
+    finally:
+        stop.set()
+
+
+def _offer(pages: "queue.Queue[bytes | BaseException | None]", data: bytes, stop: threading.Event) -> bool:
+    try:
+        pages.put(data, timeout=0.2)
+        return True
+    except queue.Full:
+        return stop.is_set()
+
+
+def _raw_pages(api: client.ApiClient, page_size: int, field_selector: str, timeout: float) -> Iterator[bytes]:
+    """The bytes of each page. On 410 Expired the list starts over: the ledger makes re-reading
+    harmless, while the inconsistent-resume token the server offers could skip items."""
     core = client.CoreV1Api(api)
     token = ""
     restarts = 0
@@ -116,9 +156,19 @@ def list_event_pages(api: client.ApiClient, *, page_size: int, field_selector: s
             raise KubeError(f"cannot reach the Kubernetes API at {api.configuration.host}: {type(exc).__name__}") from None
         data = resp.data
         resp.release_conn()  # unread, a raw response keeps its connection (and buffers) out of the pool
-        page = decode(data)
-        del data
-        yield page
-        token = page.continue_token
+        yield data
+        meta = _envelope.decode(data).metadata
+        token = (meta.continue_ if meta else None) or ""
         if not token:
             return
+
+
+class _Continue(msgspec.Struct):
+    continue_: str | None = msgspec.field(default=None, name="continue")
+
+
+class _Envelope(msgspec.Struct):
+    metadata: _Continue | None = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope)  # skips the items: only the continue token is needed here
