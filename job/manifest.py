@@ -38,8 +38,8 @@ def main(cfg: Config, deps: "Deps") -> int:
     window = " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"][1:])
     deps.stdout.write(f"# Backfill Job derived from {cfg.manifest_file} at {_rfc3339(now)}: {window}\n"
                       "# Apply with: kubectl apply -f -\n"
-                      "# If a scheduled run holds the Lease, the backfill logs 'skipping this run' and exits 0;\n"
-                      "# then delete the Job and apply this again (the window is absolute).\n")
+                      "# If a scheduled run holds the Lease, the backfill fails and the Job retries it\n"
+                      "# (backoffLimit); the window is absolute, so a retry means the same thing.\n")
     deps.stdout.write(yaml.safe_dump(job, sort_keys=False, default_flow_style=False))
     return 0
 
