@@ -155,9 +155,11 @@ def http_url(text: str) -> str:
             f"{_redact_url(text)!r} is not an http(s) URL; use e.g. http://loki-gateway.monitoring:80"
         )
     try:
-        parts.port
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_redact_url(text)!r} has an invalid port") from None
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # urlsplit parses lazily: a bad port only shows when asked for
+        port_ok = False
+    if not port_ok:
+        raise argparse.ArgumentTypeError(f"{_redact_url(text)!r} has an invalid port")
     return text
 
 

@@ -63,14 +63,17 @@ class Batch:
         self.size += len(line) + _ENTRY_OVERHEAD
         self.count += 1
 
-    def payload(self) -> bytes:
+    def stream_objects(self) -> list[dict[str, object]]:
         # Oldest first within each stream: Loki rejects entries too far behind the newest.
-        streams = []
+        out: list[dict[str, object]] = []
         for labels, entries in self.streams.items():
             entries.sort(key=lambda e: (e[0], e[1]))
             values = [[str(ts), line, md] if md else [str(ts), line] for ts, line, md in entries]
-            streams.append({"stream": dict(labels), "values": values})
-        return _enc.encode({"streams": streams})
+            out.append({"stream": dict(labels), "values": values})
+        return out
+
+    def payload(self) -> bytes:
+        return _enc.encode({"streams": self.stream_objects()})
 
     def split(self) -> tuple["Batch", "Batch"]:
         flat = [(lb, e) for lb, es in self.streams.items() for e in es]
@@ -174,26 +177,20 @@ class Pusher:
                 self._queue.task_done()
 
     def _ship(self, batch: Batch) -> None:
-        body = batch.payload()
-        self.stats.batches += 1
-        self.stats.lines += batch.count
-        self.stats.bytes_raw += len(body)
         if self.out is not None:
-            for labels, entries in batch.streams.items():
-                values = [[str(ts), line, md] if md else [str(ts), line] for ts, line, md in entries]
-                self.out.write(_enc.encode({"stream": dict(labels), "values": values}).decode() + "\n")
+            encoded = [_enc.encode(stream) for stream in batch.stream_objects()]
+            self.out.write("".join(e.decode() + "\n" for e in encoded))
+            self._count(batch, sum(map(len, encoded)), 0)
             return
+        body = batch.payload()
         # Level 1: most of the ratio at a fraction of the CPU of the default level.
         gz = gzip.compress(body, compresslevel=1, mtime=0)
-        self.stats.bytes_sent += len(gz)
         status, text = self._post(gz)
         if status == 413 and batch.count > 1:
             for half in batch.split():
-                self.stats.batches -= 1
-                self.stats.lines -= half.count
                 self._ship(half)
-            self.stats.bytes_raw -= len(body)
             return
+        self._count(batch, len(body), len(gz))
         if status == 400:
             rejected = _count_rejected(text, batch.count)
             self.stats.rejected += rejected
@@ -210,10 +207,14 @@ class Pusher:
                 f"Loki at {self.safe_url} refused the push with {status}: {text.strip()[:200]}; "
                 "check --tenant, --loki-username/--loki-password or --loki-bearer-token-file"
             )
-        if status == 422:
-            raise PushError(f"Loki at {self.safe_url} rejected the request (422): {text.strip()[:200]}")
         if not 200 <= status < 300:
             raise PushError(f"Loki at {self.safe_url} answered {status}: {text.strip()[:200]}")
+
+    def _count(self, batch: Batch, raw: int, sent: int) -> None:
+        self.stats.batches += 1
+        self.stats.lines += batch.count
+        self.stats.bytes_raw += raw
+        self.stats.bytes_sent += sent
 
     def _post(self, gz: bytes) -> tuple[int, str]:
         """POST with retries on 429, 5xx and connection errors, within the retry budget.
