@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import signal
+import time
 import io
 import datetime as dt
 import json
@@ -344,3 +346,20 @@ def test_progress_shows_on_a_terminal_in_text_mode_only(h: Harness) -> None:
         deps = Deps(stdout=io.StringIO(), stderr=err)
         assert main(h.args("backfill", "--since", "1h", "--log-format", fmt), env={}, deps=deps) == 0
         assert ("pages 1  events 0" in err.getvalue()) is shown
+
+
+def test_sigterm_releases_the_lease_and_leaves_the_checkpoint(h: Harness) -> None:
+    seed(h, 5)
+    h.loki.delay_next(3.0)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "job", *h.args("run", "--push-timeout", "10s")], cwd=h.tmp,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while h.loki.pushes == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert "interrupted" in err and "Traceback" not in err
+    assert h.kube.get_object("leases", NAMESPACE, "loki-event-sync")["spec"]["holderIdentity"] == ""
+    assert checkpoint_bytes(h) is None
