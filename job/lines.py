@@ -47,26 +47,13 @@ FIELDS = Line.__struct_fields__
 
 
 def to_line(e: Event, new: int) -> Line:
+    # Positional, in Line's field order: on the hot path keywords cost a third more.
     o, src, m = e.obj, e.src, e.meta
     return Line(
-        type=e.type or "",
-        reason=e.reason or "",
-        kind=o.kind or "",
-        namespace=m.namespace or "",
-        name=o.name or "",
-        fieldPath=o.fieldPath or "",
-        message=e.message or "",
-        component=src.component or e.reportingComponent or "",
-        host=src.host or "",
-        reportingInstance=e.reportingInstance or "",
-        action=e.action or "",
-        firstTimestamp=e.firstTimestamp or "",
-        lastTimestamp=e.lastTimestamp or "",
-        eventTime=e.eventTime or "",
-        count=e.occurrences,
-        new=new,
-        event=m.name or "",
-        uid=m.uid or "",
+        e.type or "", e.reason or "", o.kind or "", m.namespace or "", o.name or "", o.fieldPath or "",
+        e.message or "", src.component or e.reportingComponent or "", src.host or "", e.reportingInstance or "",
+        e.action or "", e.firstTimestamp or "", e.lastTimestamp or "", e.eventTime or "", e.occurrences, new,
+        m.name or "", m.uid or "",
     )
 
 

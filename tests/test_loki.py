@@ -100,3 +100,23 @@ def test_size_limit_prunes_oldest_first_and_moves_the_horizon() -> None:
     assert cp.prune_horizon_ns <= oldest_kept * 10**9
     # An event older than the horizon is never re-shipped, even though the ledger forgot it.
     assert ledger.consider("00000000-0000-4000-8000-000000000000", 1, base * 10**9).why == "before-horizon"
+
+
+def test_the_json_line_of_the_seed_example_is_stable_to_the_byte() -> None:
+    from job.events import decode_page
+    from job.lines import Formatter
+
+    doc = json.loads((Path(__file__).resolve().parent.parent / "examples" / "events.json").read_text())
+    page = decode_page(json.dumps({"items": doc["items"][:1]}).encode())
+    (e, t_ns), = page.events
+    fmt = Formatter(label_style="default", line_format="json", cluster="", max_line_bytes=261120,
+                    structured_metadata=False)
+    assert t_ns == 1602492665 * 10**9  # lastTimestamp 2020-10-12T08:51:05Z
+    assert fmt.line(e, 61) == (
+        '{"type":"Warning","reason":"Unhealthy","kind":"Pod","namespace":"kube-system",'
+        '"name":"kubernetes-dashboard-556b9ff8f8-gf6lg","fieldPath":"spec.containers{kubernetes-dashboard}",'
+        '"message":"Liveness probe failed: Get https://172.20.1.96:8443/: net/http: request canceled '
+        '(Client.Timeout exceeded while awaiting headers)","component":"kubelet","host":"node2",'
+        '"firstTimestamp":"2020-09-23T07:22:15Z","lastTimestamp":"2020-10-12T08:51:05Z","count":61,"new":61,'
+        '"event":"kubernetes-dashboard-556b9ff8f8-gf6lg.163758b70d2070c1","uid":"270a4ca9-e24c-4a40-b7e2-784352fd51ac"}'
+    )
