@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import sys
+import time
 from typing import IO, Iterable
 
 _URL_PASSWORD = re.compile(r"(?<=://)([^/@\s:]+):([^/@\s]+)@")
@@ -29,6 +30,8 @@ class Redactor:
 
 
 class _JsonFormatter(logging.Formatter):
+    converter = time.gmtime  # UTC, whatever the pod's TZ
+
     def format(self, record: logging.LogRecord) -> str:
         out = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
@@ -41,6 +44,8 @@ class _JsonFormatter(logging.Formatter):
 
 
 class _TextFormatter(logging.Formatter):
+    converter = time.gmtime
+
     def format(self, record: logging.LogRecord) -> str:
         # Structured fields repeat the message for machines; a person reads the message alone.
         return f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
@@ -57,11 +62,8 @@ class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def setup(fmt: str, level: str, redact: Redactor, stream: IO[str] | None = None) -> None:
     """Configure the root logger; called by main(), never at import time."""
-    import time
-
     handler = _RedactingHandler(stream or sys.stderr, redact)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
-    logging.Formatter.converter = time.gmtime
     root = logging.getLogger()
     for h in list(root.handlers):
         if isinstance(h, _RedactingHandler):
