@@ -88,18 +88,12 @@ class Event(msgspec.Struct):
         return self.lastTimestamp or self.eventTime or self.firstTimestamp or self.meta.creationTimestamp
 
 
-class ListMeta(msgspec.Struct):
-    continue_: str | None = msgspec.field(default=None, name="continue")
-
-
 class _List(msgspec.Struct):
     items: list[Event] | None = None
-    metadata: ListMeta | None = None
 
 
 class _RawList(msgspec.Struct):
     items: list[msgspec.Raw] | None = None
-    metadata: ListMeta | None = None
 
 
 _list_decoder = msgspec.json.Decoder(_List)
@@ -117,7 +111,6 @@ class Malformed(msgspec.Struct):
 class Page(msgspec.Struct):
     events: list[tuple[Event, int]]  # each with its time in Unix ns
     malformed: list[Malformed]
-    continue_token: str
 
 
 def decode_page(data: bytes) -> Page:
@@ -127,21 +120,18 @@ def decode_page(data: bytes) -> Page:
     """
     bad: list[Malformed] = []
     try:
-        lst = _list_decoder.decode(data)
-    except msgspec.DecodeError:
-        # Go never writes a lone surrogate escape, but Python-made dumps can; msgspec refuses the
-        # whole document for one. Replace each with U+FFFD so the page, and that event, survive.
-        data = _LONE_SURROGATE.sub(lambda m: m.group(0) if len(m.group(0)) == 12 else rb"\ufffd", data)
-    try:
-        lst = _list_decoder.decode(data)
-        events = lst.items or []
-        meta = lst.metadata
+        try:
+            events = _list_decoder.decode(data).items or []
+        except msgspec.DecodeError:
+            # Go never writes a lone surrogate escape, but Python-made dumps can; msgspec refuses the
+            # whole document for one. Replace each with U+FFFD so the page, and that event, survive.
+            data = _LONE_SURROGATE.sub(lambda m: m.group(0) if len(m.group(0)) == 12 else rb"\ufffd", data)
+            events = _list_decoder.decode(data).items or []
     except msgspec.ValidationError:
         try:
             raw = _raw_list_decoder.decode(data)
         except msgspec.MsgspecError as exc:
             raise ValueError(str(exc)) from None
-        meta = raw.metadata
         events = []
         for i, item in enumerate(raw.items or []):
             try:
@@ -164,7 +154,7 @@ def decode_page(data: bytes) -> Page:
             good.append((e, parse_time_ns(t)))
         except ValueError:
             bad.append(Malformed(f"unreadable time {t[:40]!r}", f"{m.namespace}/{m.name}"))
-    return Page(good, bad, (meta.continue_ if meta else None) or "")
+    return Page(good, bad)
 
 
 def parse_time_ns(text: str) -> int:
