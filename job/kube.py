@@ -105,12 +105,11 @@ def list_event_pages(api: client.ApiClient, *, page_size: int, field_selector: s
     def fetch() -> None:
         try:
             for data in _raw_pages(api, page_size, field_selector, timeout):
-                while not _offer(pages, data, stop):
-                    if stop.is_set():
-                        return
-            pages.put(None)
-        except BaseException as exc:  # handed to the consumer, which raises it in the run's thread
-            pages.put(exc)
+                if not _hand_over(pages, data, stop):
+                    return
+            _hand_over(pages, None, stop)
+        except BaseException as exc:  # raised again in the run's thread
+            _hand_over(pages, exc, stop)
 
     threading.Thread(target=fetch, name="event-lister", daemon=True).start()
     try:
@@ -125,12 +124,16 @@ def list_event_pages(api: client.ApiClient, *, page_size: int, field_selector: s
         stop.set()
 
 
-def _offer(pages: "queue.Queue[bytes | BaseException | None]", data: bytes, stop: threading.Event) -> bool:
-    try:
-        pages.put(data, timeout=0.2)
-        return True
-    except queue.Full:
-        return stop.is_set()
+def _hand_over(pages: "queue.Queue[bytes | BaseException | None]", item: bytes | BaseException | None,
+               stop: threading.Event) -> bool:
+    """Queue an item for the consumer; False once it has stopped reading (never block forever)."""
+    while not stop.is_set():
+        try:
+            pages.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            pass
+    return False
 
 
 def _raw_pages(api: client.ApiClient, page_size: int, field_selector: str, timeout: float) -> Iterator[bytes]:
