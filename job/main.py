@@ -1,7 +1,6 @@
 """Entry point: parse the settings, set up logging, run one command, map the outcome to an exit code."""
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -25,9 +24,6 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Run one command; tests pass argv, env and deps (clock, streams) instead of the process's."""
     from job.sync import Deps
 
-    # Everything imported so far (the kubernetes client is ~40 MB of objects) lives as long as the
-    # process: keep the cyclic GC from re-scanning it while a large run allocates.
-    gc.freeze()
     env = os.environ if env is None else env
     d = deps or Deps()
     try:
