@@ -108,14 +108,18 @@ class Formatter:
         self._labels: dict[tuple[str, ...], Labels] = {}  # few distinct label sets, many events
 
     def labels(self, e: Event, backfill: str = "") -> Labels:
-        key = (e.meta.namespace or "", e.type or "", e.obj.kind or "", (e.src.host or "") if self.seed else "", backfill)
+        return self.stream(e.meta.namespace or "", e.type or "", e.obj.kind or "",
+                           (e.src.host or "") if self.seed else "", backfill)
+
+    def stream(self, namespace: str, type_: str, kind: str, host: str = "", backfill: str = "") -> Labels:
+        """The stream labels in the chosen style, for events and for the job's own marker lines."""
+        key = (namespace, type_, kind, host, backfill)
         found = self._labels.get(key)
         if found is None:
-            ns, typ, kind, host, _ = key
             if self.seed:
-                base: Labels = (("_host", host), ("_namespace", ns), ("_type", typ), ("_kind", kind))
+                base: Labels = (("_host", host), ("_namespace", namespace), ("_type", type_), ("_kind", kind))
             else:
-                base = (("cluster", self.cluster), ("job", JOB_LABEL), ("namespace", ns), ("type", typ),
+                base = (("cluster", self.cluster), ("job", JOB_LABEL), ("namespace", namespace), ("type", type_),
                         ("kind", kind))
             if backfill:
                 base += (("backfill", backfill),)

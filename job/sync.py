@@ -16,7 +16,7 @@ from job.cmd import DEFAULT_CHECKPOINT_CONFIGMAP, DEFAULT_FILE_STATE, Config, Fi
 from job.dedupe import BEFORE_HORIZON, DUPLICATE, NS, Ledger
 from job.events import Event, Page, decode_page, to_ns
 from job.lease import Lease, Renewer
-from job.lines import JOB_LABEL, Formatter, Labels, json_line
+from job.lines import Formatter, Labels, json_line
 from job.logs import Redactor
 from job.loki import Pusher
 from state import Checkpoint, Store, StoreError, decode, encode, open_store
@@ -174,11 +174,7 @@ def make_pusher(cfg: Config, deps: Deps) -> Pusher:
 
 def gap_marker(fmt: Formatter, cfg: Config, namespace: str, start_ns: int, end_ns: int) -> tuple[Labels, int, str]:
     """One line saying events in [start, end) may be missing; deterministic, so re-sent copies drop."""
-    if fmt.seed:
-        labels: Labels = (("_namespace", namespace), ("_type", "Warning"), ("_kind", "LokiEventSync"))
-    else:
-        labels = tuple((k, v) for k, v in (("cluster", cfg.cluster), ("job", JOB_LABEL), ("namespace", namespace),
-                                           ("type", "Warning"), ("kind", "LokiEventSync")) if v)
+    labels = fmt.stream(namespace, "Warning", "LokiEventSync")
     start = dt.datetime.fromtimestamp(start_ns / NS, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     end = dt.datetime.fromtimestamp(end_ns / NS, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     f = {
