@@ -1,6 +1,8 @@
 """Every setting in one place: flags, their environment variables, defaults, and validation.
 
-Each flag --some-name falls back to the environment variable SOME_NAME; a test holds them to it.
+Each flag --some-name falls back to the environment variable LOKI_EVENT_SYNC_SOME_NAME (one prefix,
+so a stray NAMESPACE or SINCE in a shell is never read as a setting); --kubeconfig keeps the
+ecosystem's KUBECONFIG. A test holds every flag to its variable.
 """
 from __future__ import annotations
 
@@ -13,25 +15,12 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from job import __version__
+from job.filters import Filters
 
 DEFAULT_LEASE_NAME = "loki-event-sync"
 DEFAULT_CHECKPOINT_CONFIGMAP = "loki-event-sync-checkpoint"
 DEFAULT_FILE_STATE = "file://.loki-event-sync/checkpoint"
 MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Client-side filters on top of --field-selector; each is a full-match regex or None."""
-
-    include_namespaces: re.Pattern[str] | None = None
-    exclude_namespaces: re.Pattern[str] | None = None
-    include_reasons: re.Pattern[str] | None = None
-    exclude_reasons: re.Pattern[str] | None = None
-    include_types: re.Pattern[str] | None = None
-    exclude_types: re.Pattern[str] | None = None
-    include_kinds: re.Pattern[str] | None = None
-    exclude_kinds: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,9 +241,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
+ENV_PREFIX = "LOKI_EVENT_SYNC_"
+_ECOSYSTEM_VARS = {"kubeconfig": "KUBECONFIG"}
+
+
+def env_var(flag: str) -> str:
+    """The environment variable behind --flag."""
+    return _ECOSYSTEM_VARS.get(flag) or ENV_PREFIX + flag.upper().replace("-", "_")
+
+
 def _flag(p: argparse.ArgumentParser, name: str, env: Mapping[str, str], help: str, **kw: Any) -> None:
-    """Add --name with env fallback NAME; invalid env values fail like invalid flags."""
-    var = name.upper().replace("-", "_")
+    """Add --name with its env fallback; invalid env values fail like invalid flags."""
+    var = env_var(name)
     default = kw.pop("default", None)
     kind = kw.get("type")
     if var in env:
@@ -272,7 +270,7 @@ def _flag(p: argparse.ArgumentParser, name: str, env: Mapping[str, str], help: s
 
 
 def _switch(p: argparse.ArgumentParser, name: str, env: Mapping[str, str], help: str) -> None:
-    var = name.upper().replace("-", "_")
+    var = env_var(name)
     default = False
     if var in env:
         try:
@@ -389,9 +387,9 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> C
     values = {k: v for k, v in values.items() if k in Config.__dataclass_fields__ and v is not None}
     cfg = Config(filters=filters, **values)
     if cfg.command in ("run", "backfill") and not cfg.dry_run and not cfg.loki_url:
-        raise UsageError("--loki-url (or LOKI_URL) is required; or use --dry-run to print what would be pushed")
+        raise UsageError(f"--loki-url (or {env_var('loki-url')}) is required; or use --dry-run to print what would be pushed")
     if cfg.loki_username and not cfg.loki_password:
-        raise UsageError("--loki-username needs --loki-password (or LOKI_PASSWORD)")
+        raise UsageError(f"--loki-username needs --loki-password (or {env_var('loki-password')})")
     if cfg.command == "backfill" and cfg.until:
         now = dt.datetime.now(dt.timezone.utc)
         if resolve_time(cfg.until, now) <= resolve_time(cfg.since, now):

@@ -176,3 +176,10 @@ def _describe(item: bytes, index: int) -> str:
 def to_ns(t: dt.datetime) -> int:
     delta = t - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def rfc3339(ns: int) -> str:
+    """Whole seconds in UTC, for messages and the summary; "" for 0 (never)."""
+    if not ns:
+        return ""
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

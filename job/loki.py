@@ -1,21 +1,24 @@
 """Pushing entries to Loki: byte-bounded batches, gzip, bounded retries, honest counts."""
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import logging
 import queue
 import random
 import re
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import IO, Callable
+from typing import IO
 from urllib.parse import urlsplit
 
 import msgspec
 import requests
 
 from job import __version__
+from job.clock import Clock
+from job.cmd import Config
+from job.deps import Deps
 from job.lines import Labels
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,27 @@ class Batch:
         return halves
 
 
+def pusher_for(cfg: Config, deps: Deps) -> "Pusher":
+    """The Pusher a run's settings ask for, on the run's clock and random source."""
+    verify: bool | str = cfg.loki_ca_file or True
+    if cfg.insecure_skip_tls_verify:
+        log.warning("TLS verification of Loki is OFF (--insecure-skip-tls-verify): pushes can be intercepted")
+        verify = False
+    return Pusher(
+        cfg.loki_url,
+        batch_bytes=cfg.batch_bytes,
+        timeout=cfg.push_timeout,
+        retry_budget=cfg.retry_budget,
+        tenant=cfg.tenant,
+        auth=(cfg.loki_username, cfg.loki_password) if cfg.loki_username else None,
+        bearer_token_file=cfg.loki_bearer_token_file,
+        verify=verify,
+        out=deps.stdout if cfg.dry_run else None,
+        clock=deps.clock,
+        rng=deps.random,
+    )
+
+
 class Pusher:
     """Collects entries into batches of at most ``batch_bytes`` and ships each one.
 
@@ -101,8 +125,8 @@ class Pusher:
         bearer_token_file: str = "",
         verify: bool | str = True,
         out: IO[str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.url = url.rstrip("/") + PUSH_PATH if url else ""
         self.safe_url = redact_url(self.url)
@@ -111,8 +135,8 @@ class Pusher:
         self.retry_budget = retry_budget
         self.bearer_token_file = bearer_token_file
         self.out = out
-        self.sleep = sleep
-        self.monotonic = monotonic
+        self.clock = clock or Clock()
+        self.rng = rng or random.Random()
         self.stats = PushStats()
         self.batch = Batch()
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
@@ -222,7 +246,7 @@ class Pusher:
         Not urllib3's Retry: it has no overall deadline and sleeps for any Retry-After a gateway
         sends, and a CronJob that hangs holds the Lease and blocks every later run.
         """
-        deadline = self.monotonic() + self.retry_budget
+        deadline = self.clock.monotonic() + self.retry_budget
         attempt = 0
         while True:
             attempt += 1
@@ -239,15 +263,15 @@ class Pusher:
                 if resp.status_code != 429 and resp.status_code < 500:
                     return resp.status_code, resp.text
                 problem = f"Loki at {self.safe_url} answered {resp.status_code}: {resp.text.strip()[:200]}"
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
-            backoff = min(0.5 * 2 ** (attempt - 1), 30.0) * random.uniform(0.5, 1.0)
+                retry_after = _retry_after(resp.headers.get("Retry-After"), self.clock.now())
+            backoff = min(0.5 * 2 ** (attempt - 1), 30.0) * self.rng.uniform(0.5, 1.0)
             delay = max(backoff, retry_after or 0.0)
-            if self.monotonic() + delay > deadline:
+            if self.clock.monotonic() + delay > deadline:
                 raise PushError(f"{problem}; gave up after {attempt} attempts within --retry-budget "
                                 f"{self.retry_budget:g}s")
             log.warning("%s; retry %d in %.1fs", problem, attempt, delay)
             self.stats.retries += 1
-            self.sleep(delay)
+            self.clock.sleep(delay)
 
 
 def _count_rejected(text: str, total: int) -> int:
@@ -258,7 +282,7 @@ def _count_rejected(text: str, total: int) -> int:
     return min(n, total) if n else total
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, now: dt.datetime) -> float | None:
     if not value:
         return None
     try:
@@ -267,7 +291,7 @@ def _retry_after(value: str | None) -> float | None:
         from email.utils import parsedate_to_datetime
 
         try:
-            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+            return max((parsedate_to_datetime(value) - now).total_seconds(), 0.0)
         except (TypeError, ValueError):
             return None
 

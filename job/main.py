@@ -9,20 +9,20 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 from job import __version__
 from job.cmd import Config, UsageError, parse
+from job.failure import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from job.logs import Redactor, setup
 
 if TYPE_CHECKING:
-    from job.sync import Deps
+    from job.deps import Deps
 
 log = logging.getLogger("job")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
          deps: "Deps | None" = None) -> int:
     """Run one command; tests pass argv, env and deps (clock, streams) instead of the process's."""
-    from job.sync import Deps
+    from job.deps import Deps
 
     env = os.environ if env is None else env
     d = deps or Deps()
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 def _log_failure(exc: Exception) -> None:
     from job.kube import KubeError
     from job.loki import PushError
-    from job.sync import RunFailed
+    from job.failure import RunFailed
     from state import StoreError
 
     if isinstance(exc, (KubeError, PushError, RunFailed, StoreError)):
@@ -58,8 +58,6 @@ def _log_failure(exc: Exception) -> None:
 
 
 def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
-    from job import sync
-
     if cfg.command == "plan":
         from job import plan
 
@@ -69,7 +67,9 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
 
         return manifest.main(cfg, d)
     if cfg.command == "status":
-        info = sync.status(cfg, d)
+        from job.status import status
+
+        info = status(cfg, d)
         if cfg.output == "json":
             d.stdout.write(json.dumps(info, indent=2) + "\n")
         else:
@@ -78,7 +78,10 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
         return EXIT_OK
     log.info("loki-event-sync %s starting %s", __version__, cfg.command,
              extra={"fields": {"config": redact(json.dumps(_public(cfg), default=str))}})
-    summary = sync.Summary()
+    from job import sync
+    from job.summary import Summary
+
+    summary = Summary()
     try:
         code = sync.run(cfg, d, summary)
     except Exception as exc:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from job.cmd import Config, resolve_time
 
 if TYPE_CHECKING:
-    from job.sync import Deps
+    from job.deps import Deps
 
 NAME_MAX = 63  # a Job name becomes the job-name label value of its pods, which is limited to 63
 APP_LABEL = "app.kubernetes.io/name"
@@ -26,7 +26,7 @@ class ManifestError(Exception):
 
 
 def main(cfg: Config, deps: "Deps") -> int:
-    now = deps.clock().astimezone(dt.timezone.utc).replace(microsecond=0)
+    now = deps.clock.now().astimezone(dt.timezone.utc).replace(microsecond=0)
     try:
         cronjob = load_cronjob(cfg.manifest_file)
         job = backfill_job(cronjob, cfg.since, cfg.until, now)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from job.cmd import Config
 
 if TYPE_CHECKING:
-    from job.sync import Summary
+    from job.summary import Summary
 
 log = logging.getLogger(__name__)
 JOB = "loki-event-sync"

@@ -5,6 +5,7 @@ import datetime as dt
 import io
 import json
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from job.main import main  # noqa: E402
-from job.sync import Deps  # noqa: E402
+from job.deps import Deps  # noqa: E402
 from tests.kubeapi import KubeAPI  # noqa: E402
 from tests.lokidouble import LokiDouble  # noqa: E402
 
@@ -82,6 +83,34 @@ def series_event(name: str, *, count: int | None = None, ns: str = "default", la
     return e
 
 
+class FastClock:
+    """The job's Clock for tests: sleeps are recorded and skipped, and the skipped time still counts.
+
+    monotonic() is the real one plus every second a sleep skipped, so a retry budget runs out after
+    the same retries it would in production, in a fraction of the time, and a test can read back
+    exactly what the job chose to wait (``sleeps``) instead of timing it.
+    """
+
+    def __init__(self, now: Any = None) -> None:
+        self.sleeps: list[float] = []
+        self.skipped = 0.0
+        self._now = now
+        self._lock = threading.Lock()
+
+    def now(self) -> dt.datetime:
+        return self._now() if self._now is not None else dt.datetime.now(dt.timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def sleep(self, seconds: float) -> None:
+        real = min(seconds, 0.01)
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.skipped += seconds - real
+        time.sleep(real)
+
+
 class Harness:
     """Runs `python -m job` in-process through main(argv), against the test servers over HTTP."""
 
@@ -101,9 +130,8 @@ class Harness:
     def run(self, command: str = "run", *extra: str, state: str = STATE, env: dict[str, str] | None = None,
             clock: Any = None, raw: list[str] | None = None) -> int:
         out, err = io.StringIO(), io.StringIO()
-        deps = Deps(stdout=out, stderr=err, sleep=lambda s: time.sleep(min(s, 0.05)))
-        if clock is not None:
-            deps.clock = clock
+        self.clock = FastClock(clock)
+        deps = Deps(stdout=out, stderr=err, clock=self.clock)  # type: ignore[arg-type]
         code = main(raw if raw is not None else self.args(command, *extra, state=state), env=env or {}, deps=deps)
         self.stdout, self.stderr = out.getvalue(), err.getvalue()
         return code

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from job.cmd import UsageError, get_parser, parse
+from job.cmd import UsageError, env_var, get_parser, parse
 from job.main import main
-from job.sync import Deps
+from job.deps import Deps
 
 
 def _flags(command: str) -> list[str]:
@@ -25,43 +25,52 @@ def test_every_flag_documents_its_env_var_and_default(command: str) -> None:
     for flag in _flags(command):
         if command == "backfill" and flag in ("--since", "--until"):
             continue  # per-invocation values, deliberately without an env var
-        var = flag[2:].upper().replace("-", "_")
+        var = env_var(flag[2:])
         assert f"[env {var}; default:" in flat, f"{flag} lacks its env var {var} in --help"
 
 
 ENV_CASES = [
-    ("LOKI_URL", "http://loki:3100", "loki_url", "http://loki:3100"),
-    ("STATE", "s3://bucket/key", "state", "s3://bucket/key"),
-    ("NAMESPACE", "ops", "namespace", "ops"),
-    ("LEASE_NAME", "other-lease", "lease_name", "other-lease"),
-    ("LEASE_DURATION", "30s", "lease_duration", 30.0),
-    ("CLUSTER", "prod-eu", "cluster", "prod-eu"),
-    ("FIELD_SELECTOR", "type=Warning", "field_selector", "type=Warning"),
-    ("EVENT_TTL", "2h", "event_ttl", 7200.0),
-    ("LABEL_STYLE", "seed", "label_style", "seed"),
-    ("LINE_FORMAT", "logfmt", "line_format", "logfmt"),
-    ("TENANT", "team-a", "tenant", "team-a"),
-    ("DRY_RUN", "true", "dry_run", True),
-    ("PAGE_SIZE", "100", "page_size", 100),
-    ("MAX_LINE_BYTES", "64KiB", "max_line_bytes", 65536),
-    ("BATCH_BYTES", "512KiB", "batch_bytes", 524288),
-    ("RETRY_BUDGET", "30s", "retry_budget", 30.0),
-    ("PUSH_TIMEOUT", "5s", "push_timeout", 5.0),
-    ("LOG_FORMAT", "text", "log_format", "text"),
-    ("STRUCTURED_METADATA", "1", "structured_metadata", True),
-    ("S3_ENDPOINT_URL", "http://minio:9000", "s3_endpoint_url", "http://minio:9000"),
-    ("PUSHGATEWAY_URL", "http://pgw:9091", "pushgateway_url", "http://pgw:9091"),
+    ("LOKI_EVENT_SYNC_LOKI_URL", "http://loki:3100", "loki_url", "http://loki:3100"),
+    ("LOKI_EVENT_SYNC_STATE", "s3://bucket/key", "state", "s3://bucket/key"),
+    ("LOKI_EVENT_SYNC_NAMESPACE", "ops", "namespace", "ops"),
+    ("LOKI_EVENT_SYNC_LEASE_NAME", "other-lease", "lease_name", "other-lease"),
+    ("LOKI_EVENT_SYNC_LEASE_DURATION", "30s", "lease_duration", 30.0),
+    ("LOKI_EVENT_SYNC_CLUSTER", "prod-eu", "cluster", "prod-eu"),
+    ("LOKI_EVENT_SYNC_FIELD_SELECTOR", "type=Warning", "field_selector", "type=Warning"),
+    ("LOKI_EVENT_SYNC_EVENT_TTL", "2h", "event_ttl", 7200.0),
+    ("LOKI_EVENT_SYNC_LABEL_STYLE", "seed", "label_style", "seed"),
+    ("LOKI_EVENT_SYNC_LINE_FORMAT", "logfmt", "line_format", "logfmt"),
+    ("LOKI_EVENT_SYNC_TENANT", "team-a", "tenant", "team-a"),
+    ("LOKI_EVENT_SYNC_DRY_RUN", "true", "dry_run", True),
+    ("LOKI_EVENT_SYNC_PAGE_SIZE", "100", "page_size", 100),
+    ("LOKI_EVENT_SYNC_MAX_LINE_BYTES", "64KiB", "max_line_bytes", 65536),
+    ("LOKI_EVENT_SYNC_BATCH_BYTES", "512KiB", "batch_bytes", 524288),
+    ("LOKI_EVENT_SYNC_RETRY_BUDGET", "30s", "retry_budget", 30.0),
+    ("LOKI_EVENT_SYNC_PUSH_TIMEOUT", "5s", "push_timeout", 5.0),
+    ("LOKI_EVENT_SYNC_LOG_FORMAT", "text", "log_format", "text"),
+    ("LOKI_EVENT_SYNC_STRUCTURED_METADATA", "1", "structured_metadata", True),
+    ("LOKI_EVENT_SYNC_S3_ENDPOINT_URL", "http://minio:9000", "s3_endpoint_url", "http://minio:9000"),
+    ("LOKI_EVENT_SYNC_PUSHGATEWAY_URL", "http://pgw:9091", "pushgateway_url", "http://pgw:9091"),
 ]
 
 
 @pytest.mark.parametrize("var, value, attr, expected", ENV_CASES)
 def test_env_var_sets_its_own_flag(var: str, value: str, attr: str, expected: object) -> None:
-    env = {"LOKI_URL": "http://loki:3100", var: value}
+    env = {"LOKI_EVENT_SYNC_LOKI_URL": "http://loki:3100", var: value}
     assert getattr(parse(["run"], env), attr) == expected
 
 
+def test_unprefixed_variables_are_not_settings() -> None:
+    cfg = parse(["run", "--loki-url", "http://l"], {"NAMESPACE": "x", "SINCE": "1h", "STATE": "s3://b/k", "DRY_RUN": "1"})
+    assert (cfg.namespace, cfg.since, cfg.state, cfg.dry_run) == ("", "", "", False)
+
+
+def test_kubeconfig_keeps_its_ecosystem_variable() -> None:
+    assert parse(["status"], {"KUBECONFIG": "/tmp/kc"}).kubeconfig == "/tmp/kc"
+
+
 def test_flag_beats_env_var() -> None:
-    cfg = parse(["run", "--cluster", "from-flag"], {"LOKI_URL": "http://l", "CLUSTER": "from-env"})
+    cfg = parse(["run", "--cluster", "from-flag"], {"LOKI_EVENT_SYNC_LOKI_URL": "http://l", "LOKI_EVENT_SYNC_CLUSTER": "from-env"})
     assert cfg.cluster == "from-flag"
 
 
@@ -102,12 +111,12 @@ def test_invalid_values_exit_2_with_one_line(argv: list[str]) -> None:
 
 
 def test_invalid_env_value_names_the_variable() -> None:
-    with pytest.raises(UsageError, match="environment variable PAGE_SIZE"):
-        parse(["run"], {"LOKI_URL": "http://l", "PAGE_SIZE": "lots"})
+    with pytest.raises(UsageError, match="environment variable LOKI_EVENT_SYNC_PAGE_SIZE"):
+        parse(["run"], {"LOKI_EVENT_SYNC_LOKI_URL": "http://l", "LOKI_EVENT_SYNC_PAGE_SIZE": "lots"})
 
 
 def test_help_never_shows_a_password_from_the_environment() -> None:
-    env = {"LOKI_PASSWORD": "hunter2-secret", "LOKI_URL": "http://u:urlpass-secret@loki"}
+    env = {"LOKI_EVENT_SYNC_LOKI_PASSWORD": "hunter2-secret", "LOKI_EVENT_SYNC_LOKI_URL": "http://u:urlpass-secret@loki"}
     text = get_parser(env)._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr]
     assert "hunter2-secret" not in text and "urlpass-secret" not in text
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from state import Checkpoint
 from job.dedupe import Ledger
-from job.sync import Summary, _fit
+from job.checkpointing import fit as _fit
+from job.summary import Summary
 from tests.conftest import Harness, legacy_event
 from tests.lokidouble import LokiDouble
 
@@ -24,7 +25,7 @@ def test_basic_auth_and_tenant_reach_a_gateway_that_demands_them(h: Harness) -> 
     with LokiDouble(basic_auth=("bob", "s3cret-pw"), tenant_required=True) as gateway:
         assert _run_against(h, gateway, "--tenant", "team-a") == 1  # no credentials: 401
         assert "401" in h.stderr and "--loki-username" in h.stderr
-        env = {"LOKI_USERNAME": "bob", "LOKI_PASSWORD": "s3cret-pw"}
+        env = {"LOKI_EVENT_SYNC_LOKI_USERNAME": "bob", "LOKI_EVENT_SYNC_LOKI_PASSWORD": "s3cret-pw"}
         assert _run_against(h, gateway, "--tenant", "team-a", env=env) == 0
         assert len(gateway.entries()) == 1 and gateway.tenants_seen == {"team-a"}
         assert "s3cret-pw" not in h.stderr and "team-a" not in h.stderr

@@ -15,7 +15,8 @@ from croniter import croniter
 
 from job.cmd import DEFAULT_CHECKPOINT_CONFIGMAP, DEFAULT_LEASE_NAME
 from job.main import main
-from job.sync import Deps
+from job.clock import Clock
+from job.deps import Deps
 
 ROOT = Path(__file__).resolve().parent.parent
 CRONJOB = ROOT / "cronjob.yaml"
@@ -61,7 +62,7 @@ def cronjob() -> dict[str, Any]:
 def generated_backfill(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
     monkeypatch.chdir(ROOT)  # the default --manifest-file is cronjob.yaml in the working directory
     out, err = io.StringIO(), io.StringIO()
-    code = main(["manifest", "backfill", *args], env={}, deps=Deps(clock=lambda: NOW, stdout=out, stderr=err))
+    code = main(["manifest", "backfill", *args], env={}, deps=Deps(clock=Clock(now=lambda: NOW), stdout=out, stderr=err))
     return code, out.getvalue(), err.getvalue()
 
 

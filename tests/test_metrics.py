@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from job import metrics
 from job.cmd import Config, parse
-from job.sync import Summary
+from job.summary import Summary
 
 
 class Gateway:

@@ -6,7 +6,7 @@ import io
 import pytest
 
 from job.main import main
-from job.sync import Deps
+from job.deps import Deps
 
 
 def plan(*args: str) -> tuple[int, str]:

@@ -5,6 +5,7 @@ import base64
 import signal
 import time
 import io
+import re
 import datetime as dt
 import json
 import os
@@ -14,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from job.main import main
-from job.sync import Deps
+from job.deps import Deps
 from tests.conftest import NAMESPACE, STATE, Harness, legacy_event, now, rfc, series_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,7 +292,7 @@ def test_secrets_never_reach_any_output(h: Harness, tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("tok-SECRET-5f1e2d\n")
     secrets = ["pw-SECRET-9a8b7c", "tok-SECRET-5f1e2d", "url-SECRET-0c0c"]
-    env = {"LOKI_PASSWORD": secrets[0], "LOKI_USERNAME": "bob", "LOKI_BEARER_TOKEN_FILE": str(token)}
+    env = {"LOKI_EVENT_SYNC_LOKI_PASSWORD": secrets[0], "LOKI_EVENT_SYNC_LOKI_USERNAME": "bob", "LOKI_EVENT_SYNC_LOKI_BEARER_TOKEN_FILE": str(token)}
     bad_url = f"http://bob:{secrets[2]}@127.0.0.1:9"
     args = h.args()
     args[args.index("--loki-url") + 1] = bad_url
@@ -345,7 +346,7 @@ def test_progress_shows_on_a_terminal_in_text_mode_only(h: Harness) -> None:
         err = _Tty()
         deps = Deps(stdout=io.StringIO(), stderr=err)
         assert main(h.args("backfill", "--since", "1h", "--log-format", fmt), env={}, deps=deps) == 0
-        assert ("pages 1  events 0" in err.getvalue()) is shown
+        assert bool(re.search(r"pages \d+  events \d+", err.getvalue())) is shown
 
 
 def test_sigterm_releases_the_lease_and_leaves_the_checkpoint(h: Harness) -> None:

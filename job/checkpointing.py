@@ -1,0 +1,42 @@
+"""The checkpoint as a run handles it: load it (or refuse a corrupt one), and fit it to its store."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from job.dedupe import Ledger
+from job.events import rfc3339
+from job.summary import Summary
+from state import Checkpoint, Store, StoreError, decode, encode
+
+log = logging.getLogger(__name__)
+
+
+def load(store: Store, reset: bool) -> tuple[Checkpoint, Any, bool]:
+    """(checkpoint, version, existed). A corrupt one stops the run unless --reset-checkpoint."""
+    data, version = store.load()
+    if data is None:
+        return Checkpoint(), version, False
+    try:
+        return decode(data, store.name), version, True
+    except StoreError:
+        if not reset:
+            raise
+        log.warning("--reset-checkpoint: discarding the unreadable checkpoint at %s", store.name)
+        return Checkpoint(), version, False
+
+
+def fit(cp: Checkpoint, ledger: Ledger, store: Store, s: Summary) -> bytes:
+    """Encode, pruning the oldest entries first if the store has a size limit (never re-shipped)."""
+    data = encode(cp)
+    limit = store.max_bytes
+    while limit is not None and len(data) > limit - 4096:
+        keep = int(len(cp.ledger) * (limit - 4096) / len(data) * 0.97)
+        dropped = ledger.prune_to(keep)
+        s.pruned += dropped
+        s.ledger = len(cp.ledger)
+        log.warning("the checkpoint would exceed %s's %d-byte limit: pruned the %d oldest ledger entries early; "
+                    "events older than %s are never re-shipped; use an s3:// store for more room",
+                    store.name, limit, dropped, rfc3339(cp.prune_horizon_ns))
+        data = encode(cp)
+    return data

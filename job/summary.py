@@ -1,0 +1,28 @@
+"""The counts a run reports: its closing log line, the checkpoint's last_run, and the metrics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Summary:
+    listed: int = 0
+    new: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+    out_of_window: int = 0
+    before_horizon: int = 0
+    malformed: int = 0
+    lines: int = 0
+    bytes: int = 0
+    bytes_sent: int = 0
+    rejected: int = 0
+    truncated: int = 0
+    pages: int = 0
+    pushes: int = 0
+    retries: int = 0
+    pruned: int = 0
+    ledger: int = 0
+    gap_seconds: int = 0
+    duration_s: float = 0.0
+    watermark: str = ""
