@@ -65,6 +65,7 @@ class Config:
     # plan
     schedule: str = "*/10 * * * *"
     events_per_hour: int = 10_000
+    active_deadline: float = 540.0  # the CronJob's activeDeadlineSeconds
     # manifest
     manifest_file: str = "cronjob.yaml"
 
@@ -324,12 +325,14 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
           show="1MiB")
     _flag(g, "max-line-bytes", env, "longer lines are truncated with a marker", default=256 * 1024 - 1024,
           type=byte_size, show="255KiB")
-    _flag(g, "label-style", env, "stream labels: default (cluster, namespace, type, kind, job) or seed "
-          "(_host, _namespace, _type, _kind as LokiEventCollector)", default="default",
-          type=choice("default", "seed"))
-    _flag(g, "line-format", env, "json, logfmt, or seed (LokiEventCollector's Key:value text)", default="json",
-          type=choice("json", "logfmt", "seed"))
-    _switch(g, "structured-metadata", env, "also send name, uid, reason and node as structured metadata (Loki >= 3)")
+    _flag(g, "label-style", env, "stream labels: default (cluster, namespace, type, kind, job), seed "
+          "(_host, _namespace, _type, _kind as LokiEventCollector) or alloy (job, instance, namespace as "
+          "Alloy's loki.source.kubernetes_events); each adds level and service_name", default="default",
+          type=choice("default", "seed", "alloy"))
+    _flag(g, "line-format", env, "json, logfmt, seed (LokiEventCollector's Key:value text) or alloy "
+          "(Alloy's logfmt keys)", default="json", type=choice("json", "logfmt", "seed", "alloy"))
+    _switch(g, "structured-metadata", env, "also send name, uid, reason, node, object_uid and api_version as "
+            "structured metadata (Loki >= 3)")
     _flag(g, "cluster", env, "value of the cluster label", default="", show="none (no label)")
 
     g = sync.add_argument_group("events")
@@ -367,10 +370,14 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     st = sub.add_parser("status", parents=[common, kube, store], help="what the checkpoint says")
     _flag(st, "output", env, "text or json", default="text", type=choice("text", "json"))
     _flag(st, "event-ttl", env, "the API server's --event-ttl", default=3600.0, type=duration, show="1h")
-    pl = sub.add_parser("plan", parents=[common], help="cost and risk of a schedule")
+    pl = sub.add_parser("plan", parents=[common, store], help="cost and risk of a schedule (exit 1: not safe)")
     _flag(pl, "schedule", env, "cron expression", default="*/10 * * * *")
     _flag(pl, "events-per-hour", env, "expected events per hour", default=10_000, type=positive_int)
     _flag(pl, "event-ttl", env, "the API server's --event-ttl", default=3600.0, type=duration, show="1h")
+    _flag(pl, "active-deadline", env, "the CronJob's activeDeadlineSeconds", default=540.0, type=duration,
+          show="540s")
+    _flag(pl, "page-size", env, "events per list page", default=500, type=positive_int)
+    _flag(pl, "output", env, "text or json", default="text", type=choice("text", "json"))
     mf = sub.add_parser("manifest", parents=[common], help="print a ready backfill Job from cronjob.yaml")
     mf.add_argument("kind", choices=["backfill"], help="what to print")
     mf.add_argument("--since", required=True, type=time_or_duration, help="window start: 2h or RFC3339")

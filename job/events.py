@@ -23,6 +23,7 @@ class Meta(msgspec.Struct):
     namespace: str | None = None
     uid: str | None = None
     creationTimestamp: str | None = None
+    resourceVersion: str | None = None  # only the alloy line format writes it (eventRV)
 
 
 class ObjectRef(msgspec.Struct):
@@ -30,6 +31,10 @@ class ObjectRef(msgspec.Struct):
     namespace: str | None = None
     name: str | None = None
     fieldPath: str | None = None
+    # kind and name alone are ambiguous: an Ingress of two API groups, an object deleted and re-created.
+    apiVersion: str | None = None
+    uid: str | None = None
+    resourceVersion: str | None = None  # only the alloy line format writes it (objectRV)
 
 
 class Source(msgspec.Struct):

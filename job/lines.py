@@ -3,16 +3,34 @@
 Lines are deterministic: the same event at the same count always gives the same bytes (fixed key
 order, times as the API wrote them, no wall-clock values), so a re-sent entry is an exact
 duplicate that Loki drops.
+
+Label styles (docs/migration.md has the cardinality of each):
+- default: cluster, job="loki-event-sync", namespace, type, kind.
+- seed: _host, _namespace, _type, _kind, as LokiEventCollector.
+- alloy: job="loki.source.kubernetes_events", instance, namespace (the involved object's), as Grafana
+  Alloy's loki.source.kubernetes_events writes them, plus cluster when set.
+Every style adds `level` (Normal -> info, Warning -> warning) and `service_name`, so Loki neither
+guesses the level from the words of a message nor files the streams under unknown_service.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import msgspec
 
 from job.events import Event
 
 JOB_LABEL = "loki-event-sync"
+# Alloy's defaults (internal/component/loki/source/kubernetes_events, docs/migration.md): its job label,
+# and the service_name Loki derives from that job label when nothing else names the service.
+ALLOY_JOB = "loki.source.kubernetes_events"
+# Alloy sets instance to its component ID (loki.source.kubernetes_events.<label>); ours differs on
+# purpose, so streams of both stay apart while they run side by side during a migration.
+ALLOY_INSTANCE = "loki-event-sync"
+LABEL_STYLES = ("default", "seed", "alloy")
+SERVICE_NAMES = {"default": JOB_LABEL, "seed": JOB_LABEL, "alloy": ALLOY_JOB}
+# Loki's level names (detected_level); any other type is "unknown", as Loki says itself.
+LEVELS = {"Normal": "info", "Warning": "warning"}
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -41,6 +59,9 @@ class Line(msgspec.Struct, omit_defaults=True):
     new: int = 0
     event: str = ""
     uid: str = ""
+    # The involved object's API version and uid, last so older lines keep their key order.
+    apiVersion: str = ""
+    objectUID: str = ""
 
 
 FIELDS = Line.__struct_fields__
@@ -53,7 +74,46 @@ def to_line(e: Event, new: int) -> Line:
         e.type or "", e.reason or "", o.kind or "", m.namespace or "", o.name or "", o.fieldPath or "",
         e.message or "", src.component or e.reportingComponent or "", src.host or "", e.reportingInstance or "",
         e.action or "", e.firstTimestamp or "", e.lastTimestamp or "", e.eventTime or "", e.occurrences, new,
-        m.name or "", m.uid or "",
+        m.name or "", m.uid or "", o.apiVersion or "", o.uid or "",
+    )
+
+
+class AlloyLine(msgspec.Struct, omit_defaults=True):
+    """The fields of Alloy's logfmt line, in its order, then ours (new, uid, objectUID) before msg.
+
+    Alloy writes `count` only when the deprecated count field is set; ours is always the occurrence
+    count (series.count, else count), so series events are counted too. `message` is written as msg.
+    """
+
+    name: str = ""
+    kind: str = ""
+    action: str = ""
+    objectAPIversion: str = ""
+    objectRV: str = ""
+    eventRV: str = ""
+    reportinginstance: str = ""
+    reportingcontroller: str = ""
+    sourcecomponent: str = ""
+    sourcehost: str = ""
+    reason: str = ""
+    type: str = ""
+    count: int = 0
+    new: int = 0
+    uid: str = ""
+    objectUID: str = ""
+    message: str = ""
+
+
+ALLOY_FIELDS = tuple("msg" if k == "message" else k for k in AlloyLine.__struct_fields__)
+
+
+def to_alloy_line(e: Event, new: int) -> AlloyLine:
+    o, src, m = e.obj, e.src, e.meta
+    return AlloyLine(
+        o.name or "", o.kind or "", e.action or "", o.apiVersion or "", o.resourceVersion or "",
+        m.resourceVersion or "", e.reportingInstance or "", e.reportingComponent or "", src.component or "",
+        src.host or "", e.reason or "", e.type or "", e.occurrences, new, m.uid or "", o.uid or "",
+        e.message or "",
     )
 
 
@@ -82,7 +142,7 @@ _SEED_KEYS = {
     "type": "Type", "reason": "Reason", "kind": "Kind", "namespace": "Namespace", "name": "Name",
     "fieldPath": "FieldPath", "message": "Message", "component": "Component", "host": "Host",
     "firstTimestamp": "FirstTimestamp", "lastTimestamp": "LastTimestamp", "eventTime": "EventTime",
-    "count": "Count", "new": "New",
+    "count": "Count", "new": "New", "apiVersion": "APIVersion", "objectUID": "ObjectUID",
 }
 
 
@@ -91,7 +151,52 @@ def seed_line(f: Line) -> str:
     return ", ".join(f"{_SEED_KEYS[k]}:{v}" for k, v in _present(f) if k in _SEED_KEYS)
 
 
-FORMATTERS: dict[str, Callable[[Line], str]] = {"json": json_line, "logfmt": logfmt_line, "seed": seed_line}
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+               "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+
+
+def go_quote(s: str) -> str:
+    """Go's strconv.Quote (Alloy writes msg with %q), so the same message gives the same text."""
+    if s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'
+    out = []
+    for c in s:
+        if c in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[c])
+        elif c.isprintable():
+            out.append(c)
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\x{ord(c):02x}")
+        elif ord(c) < 0x10000:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(f"\\U{ord(c):08x}")
+    return '"' + "".join(out) + '"'
+
+
+_NEEDS_QUOTES = ' "=\\'
+
+
+def alloy_line(f: AlloyLine) -> str:
+    """Alloy's `key=value` text: values bare, as Alloy writes them, quoted only where a bare one would
+    not parse back (Alloy would write those broken); msg always quoted."""
+    out = []
+    for k in AlloyLine.__struct_fields__:
+        v = getattr(f, k)
+        if k == "message":
+            out.append(f"msg={go_quote(v)}")
+        elif v not in ("", 0):
+            s = str(v)
+            if any(c in s for c in _NEEDS_QUOTES) or not s.isprintable():
+                s = go_quote(s)
+            out.append(f"{k}={s}")
+    return " ".join(out)
+
+
+FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "json": json_line, "logfmt": logfmt_line, "seed": seed_line, "alloy": alloy_line,
+}
+LINE_FORMATS = tuple(FORMATTERS)
 
 
 class Formatter:
@@ -99,15 +204,25 @@ class Formatter:
 
     def __init__(self, *, label_style: str, line_format: str, cluster: str, max_line_bytes: int,
                  structured_metadata: bool) -> None:
+        self.style = label_style
         self.seed = label_style == "seed"
+        self.alloy = label_style == "alloy"
+        self.service_name = SERVICE_NAMES[label_style]
+        # Under the default and seed styles type is a label already, so a level label adds no stream.
+        # Alloy's streams have no type label: there level would double them, unless it can ride along
+        # as structured metadata.
+        self.level_in_metadata = self.alloy and structured_metadata
         self.cluster = cluster
         self.format = FORMATTERS[line_format]
+        self._to_line: Callable[[Event, int], Any] = to_alloy_line if line_format == "alloy" else to_line
         self.max_line_bytes = max_line_bytes
         self.structured_metadata = structured_metadata
         self.truncated = 0
         self._labels: dict[tuple[str, ...], Labels] = {}  # few distinct label sets, many events
 
     def labels(self, e: Event, backfill: str = "") -> Labels:
+        if self.alloy:  # Alloy labels the involved object's namespace (none for a Node), not the event's
+            return self.stream(e.obj.namespace or "", e.type or "", "", "", backfill)
         return self.stream(e.meta.namespace or "", e.type or "", e.obj.kind or "",
                            (e.src.host or "") if self.seed else "", backfill)
 
@@ -116,11 +231,17 @@ class Formatter:
         key = (namespace, type_, kind, host, backfill)
         found = self._labels.get(key)
         if found is None:
+            level = (LEVELS.get(type_, "unknown") if type_ else "")
             if self.seed:
-                base: Labels = (("_host", host), ("_namespace", namespace), ("_type", type_), ("_kind", kind))
+                base: Labels = (("_host", host), ("_namespace", namespace), ("_type", type_), ("_kind", kind),
+                                ("level", level))
+            elif self.alloy:
+                base = (("cluster", self.cluster), ("job", ALLOY_JOB), ("instance", ALLOY_INSTANCE),
+                        ("namespace", namespace), ("level", "" if self.level_in_metadata else level))
             else:
                 base = (("cluster", self.cluster), ("job", JOB_LABEL), ("namespace", namespace), ("type", type_),
-                        ("kind", kind))
+                        ("kind", kind), ("level", level))
+            base += (("service_name", self.service_name),)
             if backfill:
                 base += (("backfill", backfill),)
             # Loki drops empty values itself; dropping them here keeps our stream keys equal to Loki's.
@@ -128,7 +249,7 @@ class Formatter:
         return found
 
     def line(self, e: Event, new: int) -> str:
-        f = to_line(e, new)
+        f = self._to_line(e, new)
         line = self.format(f)
         if len(line) * 4 > self.max_line_bytes:  # only then can the UTF-8 size be over the limit
             size = len(line.encode())
@@ -136,7 +257,7 @@ class Formatter:
                 line = self._truncate(f, size)
         return line
 
-    def _truncate(self, f: Line, size: int) -> str:
+    def _truncate(self, f: Line | AlloyLine, size: int) -> str:
         """Cut the message, not the event: the line stays parseable and says how much was cut."""
         self.truncated += 1
         msg = f.message.encode()
@@ -154,7 +275,10 @@ class Formatter:
     def metadata(self, e: Event) -> dict[str, str] | None:
         if not self.structured_metadata:
             return None
-        md = {"name": e.obj.name, "uid": e.meta.uid, "reason": e.reason, "node": e.src.host}
+        md = {"name": e.obj.name, "uid": e.meta.uid, "reason": e.reason, "node": e.src.host,
+              "object_uid": e.obj.uid, "api_version": e.obj.apiVersion}
+        if self.level_in_metadata and e.type:
+            md["level"] = LEVELS.get(e.type, "unknown")
         return {k: v for k, v in md.items() if v}
 
 

@@ -36,8 +36,8 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
 
-LINE_FORMATS = ("json", "logfmt", "seed")
-LABEL_STYLES = ("default", "seed")
+LINE_FORMATS = ("json", "logfmt", "seed", "alloy")
+LABEL_STYLES = ("default", "seed", "alloy")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 LOKI_LABEL_VALUE_MAX = 2048  # bytes (LOKI.md)
 # The marker _truncate leaves in place of the cut part of a message, at its longest (a 1 MB cut).
@@ -262,7 +262,7 @@ def check_formatting(e: Event, new: int, max_line_bytes: int) -> None:
         assert ("backfill", backfill) in labels_bf
         if md is not None:
             assert all(isinstance(v, str) and v for v in md.values())
-            assert set(md) <= {"name", "uid", "reason", "node"}
+            assert set(md) <= {"name", "uid", "reason", "node", "object_uid", "api_version", "level"}
         if kw["line_format"] == "json" and fits_without_its_message(e, new, max_line_bytes):
             parsed = json.loads(line)
             assert parsed["uid"] == e.meta.uid

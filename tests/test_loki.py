@@ -68,7 +68,8 @@ def test_structured_metadata_holds_name_uid_reason_and_node(h: Harness) -> None:
     e = h.kube.put_event(legacy_event("a.1"))
     assert h.run("run", "--structured-metadata") == 0
     (entry,) = h.loki.entries()
-    assert entry.metadata == {"name": "a", "uid": e["metadata"]["uid"], "reason": "Started", "node": "node-1"}
+    assert entry.metadata == {"name": "a", "uid": e["metadata"]["uid"], "reason": "Started", "node": "node-1",
+                              "api_version": "v1"}
 
 
 def test_client_side_filters_include_and_exclude_by_regex(h: Harness) -> None:
@@ -119,5 +120,6 @@ def test_the_json_line_of_the_seed_example_is_stable_to_the_byte() -> None:
         '"message":"Liveness probe failed: Get https://172.20.1.96:8443/: net/http: request canceled '
         '(Client.Timeout exceeded while awaiting headers)","component":"kubelet","host":"node2",'
         '"firstTimestamp":"2020-09-23T07:22:15Z","lastTimestamp":"2020-10-12T08:51:05Z","count":61,"new":61,'
-        '"event":"kubernetes-dashboard-556b9ff8f8-gf6lg.163758b70d2070c1","uid":"270a4ca9-e24c-4a40-b7e2-784352fd51ac"}'
+        '"event":"kubernetes-dashboard-556b9ff8f8-gf6lg.163758b70d2070c1","uid":"270a4ca9-e24c-4a40-b7e2-784352fd51ac",'
+        '"apiVersion":"v1","objectUID":"4f22e027-6a03-4ec1-8ce9-83850dd3d431"}'
     )

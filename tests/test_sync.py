@@ -268,8 +268,9 @@ def test_seed_label_style_gives_the_collectors_labels_exactly(h: Harness) -> Non
     h.kube.put_event(legacy_event("x.1", ns="shop", kind="Pod", type_="Warning"))
     assert h.run("run", "--label-style", "seed", "--line-format", "seed") == 0
     (entry,) = h.loki.entries()
-    assert {k: v for k, v in entry.labels.items() if k != "service_name"} == {
+    assert {k: v for k, v in entry.labels.items() if k not in ("service_name", "level")} == {
         "_host": "node-1", "_namespace": "shop", "_type": "Warning", "_kind": "Pod"}
+    assert (entry.labels["level"], entry.labels["service_name"]) == ("warning", "loki-event-sync")
     assert entry.line.startswith("Type:Warning, Reason:Started, Kind:Pod, Namespace:shop")
 
 
