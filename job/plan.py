@@ -25,6 +25,8 @@ hour); T = --event-ttl; D = --active-deadline; P = --page-size.
                        an entry carries the event's time but reaches Loki up to G + W later, so a rule's
                        [window] must reach back that far, plus one ruler evaluation and the push retries
     worst-case window  G + D + RULER_INTERVAL_S      also covers a run as slow as its deadline
+    gap-marker window  T + W + ALERT_SLACK_S, rounded up to a minute
+                       a gap marker's time is its run's time minus T, so it lands about one TTL in the past
 
 The plan is NOT OK when the margin is not positive (the longest gap plus a run reaches the TTL), when
 D is not below g_min (a stuck run collides with the next one, which is then skipped), or when E
@@ -164,6 +166,7 @@ def evaluate(cfg: Config, start: dt.datetime) -> dict[str, Any]:
         "margin_s": margin,
         "min_alert_window_s": window,
         "worst_case_alert_window_s": longest + deadline + RULER_INTERVAL_S,
+        "gap_alert_window_s": math.ceil((ttl + run_s + ALERT_SLACK_S) / 60) * 60,
         "ok": not problems,
         "problems": problems,
     }
@@ -199,7 +202,8 @@ def main(cfg: Config, out: IO[str], err: IO[str] | None = None) -> int:
         ("ledger", f"{_num(p['ledger_entries'])} entries, {_mb(p['checkpoint_bytes'])} MB "
                    f"({p['store']} store, {capacity})"),
         ("alert window", f">= {_minutes(p['min_alert_window_s'])}m (a run as slow as its deadline: "
-                         f"{_minutes(p['worst_case_alert_window_s'])}m)"),
+                         f"{_minutes(p['worst_case_alert_window_s'])}m; gap markers: "
+                         f">= {_minutes(p['gap_alert_window_s'])}m)"),
         ("verdict", verdict),
     ]
     width = max(len(k) for k, _ in rows)
