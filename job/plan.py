@@ -82,7 +82,10 @@ _EXAMPLE = '"*/10 * * * *"'
 
 def run_times(schedule: str, start: dt.datetime) -> list[dt.datetime]:
     """The runs over HORIZON from start, plus the first one after; UsageError for a bad schedule."""
-    from croniter import CroniterBadDateError, croniter  # only plan needs it: keep `run` start-up lean
+    from croniter import (  # only plan needs it: keep `run` start-up lean
+        CroniterBadDateError,
+        croniter,
+    )
 
     text = schedule.strip()
     fields = text.split()

@@ -12,7 +12,6 @@ import codecs
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 _STR = r'"(?:[^"\\]|\\.)*"|`[^`]*`'
 _TOKEN = re.compile(
@@ -96,7 +95,7 @@ def parse(query: str, variables: dict[str, str] | None = None) -> Pipeline:
     if r:
         p.range = r.group(1)
         rest = rest[r.end():]
-    if rest.strip() and not rest.strip().startswith(")"):
+    if rest.strip() and not rest.strip().startswith((")", ",")):  # the end of an argument
         raise ValueError(f"cannot read {rest.strip()!r} in {query!r}")
     c = _COMPARISON.search(text)
     if c:

@@ -1,4 +1,5 @@
-"""The Grafana dashboard only queries labels and JSON fields that the job actually writes to Loki."""
+"""The Grafana dashboard (deploy/components/dashboard) only queries labels and fields the job writes,
+and every panel finds what it is for in what the job actually shipped, under each label style."""
 from __future__ import annotations
 
 import inspect
@@ -7,39 +8,39 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+import pytest
 import yaml
 
-from job import gap, lines
+from job import gap, lines, loki
+from tests import logql
+from tests.shipped import EVENTS, SETTINGS, Shipped, shipped
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_LABELS = {"cluster", "job", "namespace", "type", "kind", "backfill"}
-SEED_LABELS = {"_host", "_namespace", "_type", "_kind"}
+COMPONENT = ROOT / "deploy" / "components" / "dashboard"
+STYLE_LABELS = {
+    "default": {"cluster", "job", "namespace", "type", "kind", "level", "service_name", "backfill"},
+    "seed": {"_host", "_namespace", "_type", "_kind", "level", "service_name", "backfill"},
+    "alloy": {"cluster", "job", "instance", "namespace", "level", "service_name", "backfill"},
+}
+JOB_LOG_LABELS = {"namespace", "container"}  # what a log agent puts on the job's own pod logs
 LOKI_BUILTINS = {"__error__", "__error_details__"}  # set by Loki's parsers, not by the job
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
 _LINE_FORMAT = re.compile(r'line_format\s*("(?:[^"\\]|\\.)*"|`[^`]*`)')
-_SELECTOR = re.compile(r"(?<!\{)\{([^{}]*)\}(?!\})")
-_MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*")')
 _GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
-_LABEL_FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|==|=|>=|<=|>|<)")
-_PARSER = re.compile(r"\|\s*(?:json|logfmt|regexp|pattern)\b")  # stages that turn line fields into labels
-_NAMED_GROUP = re.compile(r"\(\?P?<(\w+)>")
 
 
 def dict_keys_in(func: Any) -> set[str]:
     return set(re.findall(r'^\s*"(\w+)":', inspect.getsource(func), re.M))
 
 
-# Read from the code, so the test follows the line format if it changes.
-EVENT_FIELDS = set(lines.FIELDS)
+# Read from the code, so the test follows the line formats if they change.
 GAP_FIELDS = dict_keys_in(gap.marker)
+FIELDS = {"default": set(lines.FIELDS), "seed": set(lines.FIELDS), "alloy": set(lines.ALLOY_FIELDS)}
 
 
 def dashboard() -> dict[str, Any]:
-    (cm,) = [d for d in yaml.safe_load_all((ROOT / "deploy" / "grafana-dashboard.yaml").read_text()) if d]
-    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
-    (text,) = cm["data"].values()
-    return json.loads(text)
+    return json.loads((COMPONENT / "loki-event-sync.json").read_text(encoding="utf-8"))
 
 
 def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -48,110 +49,212 @@ def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from panels(p.get("panels") or [])
 
 
-def queries() -> list[tuple[str, str]]:
-    """(where, LogQL) for every panel target and every label_values variable."""
-    d = dashboard()
-    found = [(p["title"], t["expr"]) for p in panels(d["panels"]) for t in p.get("targets") or []]
-    for v in d["templating"]["list"]:
-        if v["type"] == "query":
-            q = v["query"] if isinstance(v["query"], str) else v["query"]["query"]
-            found.append((f"variable {v['name']}", q))
-    return found
+def rows() -> dict[str, list[dict[str, Any]]]:
+    """Label style (or "job") -> the panels of its row."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    current = ""
+    for p in dashboard()["panels"]:
+        if p["type"] == "row":
+            current = next((s for s in STYLE_LABELS if p["title"].lower().startswith(s)), "job")
+            out[current] = list(p.get("panels") or [])
+        else:
+            out[current].append(p)
+    return out
 
 
 def variables() -> dict[str, dict[str, Any]]:
     return {v["name"]: v for v in dashboard()["templating"]["list"]}
 
 
-def selectors(expr: str) -> list[list[tuple[str, str, str]]]:
-    expr = _LINE_FORMAT.sub('line_format ""', expr)  # its {{.x}} are templates, not selectors
-    return [[(m[0], m[1], json.loads(m[2])) for m in _MATCHER.findall(body)] for body in _SELECTOR.findall(expr)]
+def all_values() -> dict[str, str]:
+    """Each variable as "All" (or its default) expands it."""
+    out = {}
+    for name, v in variables().items():
+        if v["type"] in ("query", "custom"):
+            out[name] = v.get("allValue") or ".*"
+        elif v["type"] == "textbox":
+            out[name] = v["query"]
+    out.update(__interval="1m", __range="6h")
+    return out
+
+
+def exprs(style: str) -> list[tuple[str, str]]:
+    found = [(p["title"], t["expr"]) for p in rows()[style] for t in p.get("targets") or []]
+    for v in variables().values():
+        if v["type"] == "query" and (v["name"].startswith(f"{style}_") or (style == "default" and "_" not in v["name"])):
+            found.append((f"variable {v['name']}", v["query"]))
+    return found
 
 
 def label_names(expr: str) -> set[str]:
     """Label names in stream selectors, in by/without clauses and as label_values' argument."""
-    names = {name for sel in selectors(expr) for name, _, _ in sel}
+    p = logql.parse(expr) if "{" in expr else None
+    names = {n for n, _, _ in p.selector} if p else set()
     bare = _STRING.sub('""', expr)
-    names |= {n.strip() for group in _GROUPING.findall(bare) for n in group.split(",") if n.strip()}
+    names |= {n.strip() for g in _GROUPING.findall(bare) for n in g.split(",") if n.strip()}
     m = re.match(r"\s*label_values\((?:\{[^}]*\}\s*,)?\s*(\w+)\s*\)", bare)
     if m:
         names.add(m.group(1))
     return names
 
 
-def parsed_fields(expr: str) -> set[str]:
-    """Names the query takes from the parsed line: what a regexp extracts, label filters after the
-    parser (`| json`, `| regexp`), and the by() clauses of such a query."""
-    bare = _STRING.sub('""', expr)
-    parser = _PARSER.search(bare)
-    if not parser:
-        return set()
-    stages = re.split(r"\|(?![=~])", bare[parser.end():])
-    used = {m.group(1) for stage in stages if (m := _LABEL_FILTER.match(stage))}
-    used |= set(_NAMED_GROUP.findall(expr))
-    return used | {n.strip() for g in _GROUPING.findall(bare) for n in g.split(",") if n.strip()}
+@pytest.fixture(scope="module", params=SETTINGS, ids=lambda s: f"{s[0]}-{s[1]}{'-sm' if s[2] else ''}")
+def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Shipped]:
+    style, line_format, sm = request.param
+    return style, shipped(style, line_format, sm, tmp_path_factory.mktemp(f"ship-{style}"))
 
 
-def template_fields(expr: str) -> set[str]:
-    return {f for s in _LINE_FORMAT.findall(expr) for f in re.findall(r"\{\{[^}]*?\.(\w+)", s)}
-
-
-def test_the_dashboard_has_queries_for_both_label_styles() -> None:
-    styles = [label_names(q) & (DEFAULT_LABELS | SEED_LABELS) for _, q in queries()]
-    assert any(s and s <= DEFAULT_LABELS for s in styles)
-    assert any(s and s <= SEED_LABELS for s in styles)
+def test_the_dashboard_has_a_row_for_each_label_style_and_one_for_the_job() -> None:
+    assert set(rows()) == {"job", *STYLE_LABELS}
     assert "label style" in dashboard()["description"]
 
 
-def test_every_label_a_query_names_is_one_the_job_emits() -> None:
-    for where, q in queries():
-        parsed = EVENT_FIELDS | GAP_FIELDS if _PARSER.search(_STRING.sub('""', q)) else set()
-        unknown = label_names(q) - DEFAULT_LABELS - SEED_LABELS - parsed
-        assert not unknown, f"{where}: {q} uses labels the job never sets: {unknown}"
+def test_every_label_a_query_names_is_one_its_style_emits() -> None:
+    for style, labels in STYLE_LABELS.items():
+        for where, q in exprs(style):
+            p = logql.parse(q, all_values()) if "{" in q else None
+            parsed = FIELDS[style] | GAP_FIELDS if p and p.parser_kinds() else set()
+            extracted = set(re.findall(r"\(\?P<(\w+)>", q))
+            unknown = label_names(q) - labels - parsed - extracted
+            assert not unknown, f"{style}: {where}: {q} uses labels the job never sets: {unknown}"
 
 
-def test_no_query_mixes_the_two_label_styles() -> None:
-    # A stream has one style's labels only, so a selector mixing both would never match anything.
-    for where, q in queries():
-        names = {n for sel in selectors(q) for n, _, _ in sel}
-        assert not (names & DEFAULT_LABELS and names & SEED_LABELS), f"{where}: {q}"
-
-
-def test_every_parsed_field_is_one_the_json_line_has() -> None:
-    assert {"reason", "name", "message", "uid", "count"} <= EVENT_FIELDS  # the source was read
+def test_every_parsed_field_is_one_the_line_has() -> None:
+    assert {"reason", "name", "message", "uid", "count", "new", "objectUID"} <= FIELDS["default"]
+    assert {"reason", "name", "msg", "count", "new", "type", "kind"} <= FIELDS["alloy"]
     assert {"gapStart", "gapEnd", "gapSeconds"} <= GAP_FIELDS
-    for where, q in queries():
-        unknown = parsed_fields(q) - EVENT_FIELDS - GAP_FIELDS - DEFAULT_LABELS - SEED_LABELS - LOKI_BUILTINS
-        assert not unknown, f"{where}: {q} filters or groups on fields the line never has: {unknown}"
+    for style in STYLE_LABELS:
+        for where, q in exprs(style):
+            if "{" not in q:
+                continue
+            p = logql.parse(q, all_values())
+            names = {f for f, _, _ in p.label_filters()} | {p.unwrapped() or "reason"}
+            extracted = set(re.findall(r"\(\?P<(\w+)>", q))
+            unknown = names - FIELDS[style] - GAP_FIELDS - STYLE_LABELS[style] - LOKI_BUILTINS - extracted
+            assert not unknown, f"{style}: {where}: {q} filters on fields the line never has: {unknown}"
 
 
-def test_every_line_format_field_is_one_the_json_line_has() -> None:
-    used = set()
-    for where, q in queries():
-        fields = template_fields(q)
-        assert not fields - EVENT_FIELDS - GAP_FIELDS, f"{where}: {fields - EVENT_FIELDS - GAP_FIELDS}"
-        used |= fields
-    assert {"namespace", "name", "reason", "message"} <= used
+def test_every_line_format_field_is_one_the_line_has() -> None:
+    for style in STYLE_LABELS:
+        for where, q in exprs(style):
+            fields = {f for s in _LINE_FORMAT.findall(q) for f in re.findall(r"\{\{[^}]*?\.(\w+)", s)}
+            assert not fields - FIELDS[style] - GAP_FIELDS - STYLE_LABELS[style], f"{style}: {where}"
 
 
 def test_every_stream_selector_has_a_matcher_loki_accepts_as_non_empty() -> None:
     # Loki refuses a selector whose matchers all match the empty string, e.g. {namespace=~".*"}.
-    all_values = {name: v.get("allValue") or ".*" for name, v in variables().items()}
-    for where, q in queries():
-        for sel in selectors(q):
-            def non_empty(op: str, value: str) -> bool:
-                value = re.sub(r"\$\{?(\w+)\}?", lambda m: all_values.get(m.group(1), ""), value)
-                return (op == "=" and value != "") or (op == "=~" and re.fullmatch(value, "") is None)
-
-            assert any(non_empty(op, value) for _, op, value in sel), f"{where}: {sel}"
+    values = all_values()
+    for style in [*STYLE_LABELS, "job"]:
+        for where, q in [(p["title"], t["expr"]) for p in rows()[style] for t in p.get("targets") or []]:
+            p = logql.parse(q, values)
+            assert any((op == "=" and v) or (op == "=~" and re.fullmatch(v, "") is None) for _, op, v in p.selector), \
+                f"{where}: {p.selector}"
 
 
-def test_template_variables_cover_cluster_namespace_type_and_kind() -> None:
+def test_every_panel_finds_what_the_job_shipped_under_its_style(data: tuple[str, Shipped]) -> None:
+    style, shipped_ = data
+    values = all_values()
+    for p in rows()[style]:
+        for t in p["targets"]:
+            q = logql.parse(t["expr"], values)
+            hits = []
+            for item in shipped_.items:
+                ok, out, value = logql.evaluate(q, item.labels, item.line)
+                if ok and not out.get("__error__") and (q.unwrapped() is None or value is not None):
+                    hits.append((item, out, value))
+            assert hits, f"{style}: {p['title']}: {t['expr']} finds nothing"
+            if "Sync gaps" in p["title"]:
+                assert [i.name for i, _, _ in hits] == [""]  # the marker, and only the marker
+            if q.unwrapped() == "new":
+                # Occurrences: the corpus' events add up to the sum of their counts (all new), as kubectl says.
+                assert sum(v for _, _, v in hits) == sum(int(i.name != "") and _count(i) for i, _, _ in hits)
+
+
+def _count(item: Any) -> int:
+    return int(EVENTS[item.name]["count"])
+
+
+def _kind(item: Any) -> str:
+    return str(EVENTS[item.name]["kind"]) if item.name else "LokiEventSync"
+
+
+def test_occurrence_panels_group_by_fields_every_shipped_event_has(data: tuple[str, Shipped]) -> None:
+    style, shipped_ = data
+    values = all_values()
+    for p in rows()[style]:
+        for t in p["targets"]:
+            by = re.match(r"\s*(?:topk\(\d+,\s*)?\w+\s+by\s*\(([^)]*)\)", t["expr"])
+            if not by:
+                continue
+            q = logql.parse(t["expr"], values)
+            for item in shipped_.items:
+                ok, out, value = logql.evaluate(q, item.labels, item.line)
+                if ok and not out.get("__error__") and value is not None:
+                    for name in (n.strip() for n in by.group(1).split(",")):
+                        # Alloy labels the object's namespace, and a Node has none.
+                        node = style == "alloy" and name == "namespace" and _kind(item) == "Node"
+                        assert out.get(name) or node, f"{style}: {p['title']}: {item.name} has no {name}"
+
+
+def test_the_rejects_panels_read_the_jobs_own_log_lines(data: tuple[str, Shipped]) -> None:
+    _, shipped_ = data
+    assert "Loki rejected %d of %d entries" in inspect.getsource(loki)  # the line the panels look for
+    values = all_values()
+    job_panels = rows()["job"]
+    assert job_panels
+    for p in job_panels:
+        for t in p["targets"]:
+            q = logql.parse(t["expr"], values)
+            assert {n for n, _, _ in q.selector} <= JOB_LOG_LABELS
+            hits = [v for i in shipped_.job_log
+                    for ok, out, v in [logql.evaluate(q, i.labels, i.line)] if ok and not out.get("__error__")]
+            assert hits, f"{p['title']} finds no reject in the job's log"
+            if q.unwrapped():
+                assert sum(hits) == 1  # the corpus has exactly one rejected entry
+
+
+def test_the_job_container_the_rejects_panels_read_is_the_cronjobs() -> None:
+    cronjob = next(d for d in yaml.safe_load_all((ROOT / "cronjob.yaml").read_text()) if d and d["kind"] == "CronJob")
+    containers = {c["name"] for c in cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]}
+    for p in rows()["job"]:
+        for t in p["targets"]:
+            (container,) = [v for n, _, v in logql.parse(t["expr"], all_values()).selector if n == "container"]
+            assert container in containers
+    assert variables()["job_namespace"]["query"] == "loki-event-sync"
+
+
+def test_occurrences_peaks_and_lines_each_have_a_panel() -> None:
+    for style in STYLE_LABELS:
+        targets = [t["expr"] for p in rows()[style] for t in p.get("targets") or []]
+        assert any("sum_over_time" in q and "unwrap new" in q for q in targets), style
+        assert any("max_over_time" in q and "unwrap count" in q for q in targets), style
+        assert any("count_over_time" in q for q in targets), style
+
+
+def test_the_dashboard_imports_by_hand_and_through_the_sidecar() -> None:
+    d = dashboard()
+    (inp,) = d["__inputs"]
+    assert (inp["name"], inp["type"], inp["pluginId"]) == ("DS_LOKI", "datasource", "loki")
+    req = {r["id"]: r for r in d["__requires"]}
+    assert req["grafana"]["version"].startswith("10.") and "10.x to 12.x" in d["description"]
+    assert d["uid"] == "loki-event-sync" and d["schemaVersion"] <= 39
     vs = variables()
     assert vs["datasource"]["type"] == "datasource" and vs["datasource"]["query"] == "loki"
-    for name in ("cluster", "namespace", "type", "kind"):
-        assert vs[name]["type"] == "query" and vs[name]["query"].startswith("label_values(")
-        assert vs[name]["datasource"]["uid"] == "${datasource}"
-    for p in panels(dashboard()["panels"]):
+    assert vs["datasource"]["current"]["value"] == "${DS_LOKI}"  # import maps the input here
+    for p in panels(d["panels"]):
         for t in p.get("targets") or []:
             assert t["datasource"] == {"type": "loki", "uid": "${datasource}"}, p["title"]
+    for name, v in vs.items():
+        if v["type"] == "query":
+            assert v["datasource"]["uid"] == "${datasource}", name
+    assert len({p["id"] for p in panels(d["panels"])}) == len(list(panels(d["panels"])))
+
+
+def test_the_dashboard_component_makes_a_configmap_for_the_grafana_sidecar() -> None:
+    k = yaml.safe_load((COMPONENT / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert k["kind"] == "Component" and k["generatorOptions"]["disableNameSuffixHash"] is True
+    (gen,) = k["configMapGenerator"]
+    assert gen["files"] == ["loki-event-sync.json"] and gen["options"]["labels"] == {"grafana_dashboard": "1"}
+    # kubectl apply keeps a copy in an annotation limited to 256 KiB.
+    assert (COMPONENT / "loki-event-sync.json").stat().st_size < 200_000
+    assert not (ROOT / "deploy" / "grafana-dashboard.yaml").exists()
