@@ -82,10 +82,7 @@ _EXAMPLE = '"*/10 * * * *"'
 
 def run_times(schedule: str, start: dt.datetime) -> list[dt.datetime]:
     """The runs over HORIZON from start, plus the first one after; UsageError for a bad schedule."""
-    from croniter import (  # only plan needs it: keep `run` start-up lean
-        CroniterBadDateError,
-        croniter,
-    )
+    from croniter import CroniterBadDateError, croniter  # only plan needs it: keep `run` start-up lean
 
     text = schedule.strip()
     fields = text.split()

@@ -7,14 +7,7 @@ from typing import Any
 import pytest
 
 from job.events import Event, decode_page
-from job.lines import (
-    ALLOY_FIELDS,
-    FIELDS,
-    LABEL_STYLES,
-    LINE_FORMATS,
-    Formatter,
-    go_quote,
-)
+from job.lines import ALLOY_FIELDS, FIELDS, LABEL_STYLES, LINE_FORMATS, Formatter, go_quote
 
 OBJ_UID = "7c1e2f3a-0000-4000-8000-00000000abcd"
 EVENT_UID = "e0e0e0e0-1111-4222-8333-444455556666"
