@@ -2,6 +2,7 @@
 and every panel finds what it is for in what the job actually shipped, under each label style."""
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import json
 import re
@@ -13,6 +14,7 @@ import yaml
 
 from job import gap, lines, loki
 from tests import logql
+from tests.conftest import Harness, legacy_event, now
 from tests.shipped import EVENTS, SETTINGS, Shipped, shipped
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,3 +260,23 @@ def test_the_dashboard_component_makes_a_configmap_for_the_grafana_sidecar() -> 
     # kubectl apply keeps a copy in an annotation limited to 256 KiB.
     assert (COMPONENT / "loki-event-sync.json").stat().st_size < 200_000
     assert not (ROOT / "deploy" / "grafana-dashboard.yaml").exists()
+
+
+def test_the_documented_query_returns_kubectls_count_for_an_event_that_repeated(h: Harness) -> None:
+    docs = (ROOT / "docs" / "grafana.md").read_text(encoding="utf-8")
+    (query,) = re.findall(r'^max_over_time\(\{job="loki-event-sync"\}.*$', docs, re.M)
+    e = h.kube.put_event(legacy_event("web.1", count=3, type_="Warning", reason="BackOff", last=now()))
+    assert h.run() == 0
+    uid = e["metadata"]["uid"]
+    h.kube.put_event(legacy_event("web.1", count=70, type_="Warning", reason="BackOff",
+                                  last=now() + dt.timedelta(seconds=30), uid=uid))
+    assert h.run() == 0
+    items = [(x.labels, x.line) for x in h.loki.entries()]
+    values = []
+    for doc_query in (query, query.replace("unwrap count", "unwrap new")):
+        p = logql.parse(re.sub(r'uid="[^"]*"', f'uid="{uid}"', doc_query))
+        values.append([v for labels, line in items for ok, out, v in [logql.evaluate(p, labels, line)]
+                       if ok and not out.get("__error__")])
+    counts, news = values
+    assert len(counts) == 2  # two lines: one per run in which the count rose
+    assert max(counts) == 70 == sum(news)  # kubectl's COUNT, whichever way
