@@ -178,3 +178,39 @@ def test_kube_state_metrics_rules_need_no_pushgateway_and_match_the_cronjob() ->
     assert not any("loki_event_sync_" in r["expr"] for r in ksm.values())
     push = {r["alert"] for r in groups["loki-event-sync"]}
     assert {"LokiEventSyncStale", "LokiEventSyncGap", "LokiEventSyncRejects"} <= push
+
+
+def render_component(tmp_path: Path, component: Path) -> list[dict[str, Any]]:
+    """kubectl kustomize of the component on top of a ServiceAccount in another namespace."""
+    import os
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    (tmp_path / "sa.yaml").write_text("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n"
+                                      "  name: loki-event-sync\n  namespace: monitoring\n")
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [sa.yaml]\n"
+        f"components: [{os.path.relpath(component, tmp_path)}]\n")  # kustomize refuses absolute paths
+    out = subprocess.run([kubectl, "kustomize", str(tmp_path), "--load-restrictor", "LoadRestrictionsNone"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@pytest.mark.parametrize("component, name, label, key", [
+    ("alerts", "loki-event-sync-rules", "loki_rule", "loki-event-sync-rules.yaml"),
+    ("dashboard", "loki-event-sync-dashboard", "grafana_dashboard", "loki-event-sync.json"),
+])
+def test_each_component_renders_one_stable_configmap_in_the_jobs_namespace(
+        tmp_path: Path, component: str, name: str, label: str, key: str) -> None:
+    import kubernetes_validate
+
+    items = render_component(tmp_path, ROOT / "deploy" / "components" / component)
+    (cm,) = [d for d in items if d["kind"] == "ConfigMap"]
+    kubernetes_validate.validate(cm, "1.31", strict=True)
+    assert cm["metadata"]["name"] == name and cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"][label] == "1"
+    assert cm["data"] == {key: (ROOT / "deploy" / "components" / component / key).read_text(encoding="utf-8")}
