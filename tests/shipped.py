@@ -57,7 +57,7 @@ def _event(name: str, *, kind: str, type_: str, reason: str, message: str, count
 
 
 # name -> the event; the rules' tests say which alert each one is for.
-EVENTS = {
+EVENTS: dict[str, dict[str, Any]] = {
     "web-crash": dict(kind="Pod", type_="Warning", reason="BackOff", count=5,
                       message="Back-off restarting failed container app in pod web-crash_shop(1234)"),
     "node-oom": dict(kind="Node", type_="Warning", reason="OOMKilling", count=1,

@@ -169,7 +169,7 @@ def test_every_panel_finds_what_the_job_shipped_under_its_style(data: tuple[str,
                 assert [i.name for i, _, _ in hits] == [""]  # the marker, and only the marker
             if q.unwrapped() == "new":
                 # Occurrences: the corpus' events add up to the sum of their counts (all new), as kubectl says.
-                assert sum(v for _, _, v in hits) == sum(int(i.name != "") and _count(i) for i, _, _ in hits)
+                assert sum(v or 0 for _, _, v in hits) == sum(_count(i) for i, _, _ in hits if i.name)
 
 
 def _count(item: Any) -> int:
@@ -208,7 +208,7 @@ def test_the_rejects_panels_read_the_jobs_own_log_lines(data: tuple[str, Shipped
         for t in p["targets"]:
             q = logql.parse(t["expr"], values)
             assert {n for n, _, _ in q.selector} <= JOB_LOG_LABELS
-            hits = [v for i in shipped_.job_log
+            hits = [v or 0.0 for i in shipped_.job_log
                     for ok, out, v in [logql.evaluate(q, i.labels, i.line)] if ok and not out.get("__error__")]
             assert hits, f"{p['title']} finds no reject in the job's log"
             if q.unwrapped():
@@ -275,7 +275,7 @@ def test_the_documented_query_returns_kubectls_count_for_an_event_that_repeated(
     values = []
     for doc_query in (query, query.replace("unwrap count", "unwrap new")):
         p = logql.parse(re.sub(r'uid="[^"]*"', f'uid="{uid}"', doc_query))
-        values.append([v for labels, line in items for ok, out, v in [logql.evaluate(p, labels, line)]
+        values.append([v or 0.0 for labels, line in items for ok, out, v in [logql.evaluate(p, labels, line)]
                        if ok and not out.get("__error__")])
     counts, news = values
     assert len(counts) == 2  # two lines: one per run in which the count rose
