@@ -23,7 +23,6 @@ class Meta(msgspec.Struct):
     namespace: str | None = None
     uid: str | None = None
     creationTimestamp: str | None = None
-    resourceVersion: str | None = None  # only the alloy line format writes it (eventRV)
 
 
 class ObjectRef(msgspec.Struct):

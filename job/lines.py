@@ -83,6 +83,8 @@ class AlloyLine(msgspec.Struct, omit_defaults=True):
 
     Alloy writes `count` only when the deprecated count field is set; ours is always the occurrence
     count (series.count, else count), so series events are counted too. `message` is written as msg.
+    Alloy's eventRV is left out on purpose: the Event's resourceVersion moves on writes that change
+    no count, so a line re-sent after a crash would differ and Loki would keep both copies.
     """
 
     name: str = ""
@@ -90,7 +92,6 @@ class AlloyLine(msgspec.Struct, omit_defaults=True):
     action: str = ""
     objectAPIversion: str = ""
     objectRV: str = ""
-    eventRV: str = ""
     reportinginstance: str = ""
     reportingcontroller: str = ""
     sourcecomponent: str = ""
@@ -111,7 +112,7 @@ def to_alloy_line(e: Event, new: int) -> AlloyLine:
     o, src, m = e.obj, e.src, e.meta
     return AlloyLine(
         o.name or "", o.kind or "", e.action or "", o.apiVersion or "", o.resourceVersion or "",
-        m.resourceVersion or "", e.reportingInstance or "", e.reportingComponent or "", src.component or "",
+        e.reportingInstance or "", e.reportingComponent or "", src.component or "",
         src.host or "", e.reason or "", e.type or "", e.occurrences, new, m.uid or "", o.uid or "",
         e.message or "",
     )

@@ -58,7 +58,7 @@ def test_structured_metadata_carries_the_object_uid_and_api_version() -> None:
 def test_the_alloy_line_has_alloys_keys_in_alloys_order_then_ours_before_msg() -> None:
     line = fmt("alloy", "alloy").line(event(), 2)
     assert line == (
-        "name=web kind=Ingress objectAPIversion=networking.k8s.io/v1 objectRV=42 eventRV=9001 "
+        "name=web kind=Ingress objectAPIversion=networking.k8s.io/v1 objectRV=42 "
         "reportinginstance=ingress-nginx-7d9 reportingcontroller=nginx-ingress-controller "
         "sourcecomponent=nginx-ingress-controller reason=Sync type=Normal count=3 "
         f'new=2 uid={EVENT_UID} objectUID={OBJ_UID} msg="Scheduled for \\"sync\\""'
