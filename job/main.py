@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     setup(cfg.log_format, cfg.log_level, redact, d.stderr)
     try:
         return _dispatch(cfg, d, redact)
+    except UsageError as exc:  # a setting found wrong only once the command ran (a schedule, a dump)
+        print(f"error: {redact(str(exc))}", file=d.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         log.error("interrupted; the checkpoint was not saved")
         return EXIT_FAILED
@@ -61,7 +64,7 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
     if cfg.command == "plan":
         from job import plan
 
-        return plan.main(cfg, d.stdout)
+        return plan.main(cfg, d.stdout, d.clock.now())
     if cfg.command == "manifest":
         from job import manifest
 
@@ -84,6 +87,9 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
     summary = Summary()
     try:
         code = sync.run(cfg, d, summary)
+    except UsageError as exc:
+        log.error("%s", exc)
+        code = EXIT_USAGE
     except Exception as exc:
         _log_failure(exc)
         code = EXIT_FAILED

@@ -38,7 +38,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import sys
 from typing import IO, Any
 
 from job.cmd import Config, UsageError
@@ -172,14 +171,8 @@ def evaluate(cfg: Config, start: dt.datetime) -> dict[str, Any]:
     }
 
 
-def main(cfg: Config, out: IO[str], err: IO[str] | None = None) -> int:
-    # main.py does not catch UsageError from a command, so the one-line error is printed here.
-    start = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
-    try:
-        p = evaluate(cfg, start)
-    except UsageError as exc:
-        print(f"error: {exc}", file=err or sys.stderr)
-        return 2
+def main(cfg: Config, out: IO[str], now: dt.datetime) -> int:
+    p = evaluate(cfg, now.astimezone(dt.timezone.utc).replace(second=0, microsecond=0))
     if cfg.output == "json":
         out.write(json.dumps(p, indent=2) + "\n")
         return 0 if p["ok"] else 1

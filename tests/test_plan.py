@@ -17,9 +17,9 @@ from job.deps import Deps
 from state.base import Checkpoint, encode
 
 
-def plan(*args: str) -> tuple[int, str]:
+def plan(*args: str, err: io.StringIO | None = None) -> tuple[int, str]:
     out = io.StringIO()
-    code = main(["plan", *args], env={}, deps=Deps(stdout=out, stderr=io.StringIO()))
+    code = main(["plan", *args], env={}, deps=Deps(stdout=out, stderr=err or io.StringIO()))
     return code, out.getvalue()
 
 
@@ -35,9 +35,10 @@ def row(text: str, key: str) -> str:
 
 @pytest.mark.parametrize("schedule", ["every 10 minutes", "61 * * * *", "*/5 * * * * *", "0 0 30 2 *"])
 def test_invalid_schedule_exits_2_with_one_line_naming_it_and_an_example(
-        schedule: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = plan("--schedule", schedule)
-    err = capsys.readouterr().err
+        schedule: str) -> None:
+    stderr = io.StringIO()
+    code, out = plan("--schedule", schedule, err=stderr)
+    err = stderr.getvalue()
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert repr(schedule) in err and '"*/10 * * * *"' in err
