@@ -1,3 +1,3 @@
 """loki-event-sync: ship Kubernetes Events to Loki, once each, from a CronJob."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
