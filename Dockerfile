@@ -31,10 +31,9 @@ COPY state/ /app/state/
 RUN chmod -R a+rX,go-w /app /opt/venv
 
 FROM python:3.11-slim-trixie@sha256:9534e5a8e315485d4061ed659af0fd78a284c015f9b73661b41d6bab25604534
-ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="loki-event-sync" \
       org.opencontainers.image.description="Ships Kubernetes Events to Grafana Loki once each, from a CronJob" \
-      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.version="0.2.0" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/loki-event-sync/loki-event-sync" \
       org.opencontainers.image.documentation="https://github.com/loki-event-sync/loki-event-sync#readme" \

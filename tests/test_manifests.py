@@ -1,9 +1,13 @@
-"""The install manifests: valid for Kubernetes 1.31, restricted-profile pods, least-privilege RBAC,
-sane CronJob timing, a derived backfill Job, and a non-root pinned image."""
+"""The install manifests, as kustomize renders them: schema-valid for the oldest and newest supported
+Kubernetes, restricted-profile pods, least-privilege RBAC, sane CronJob timing and limits, settings
+only from the user's optional ConfigMap/Secret, overlays that re-namespace or re-image the install
+without breaking it, the components, the generated cronjob.yaml, and the derived backfill Job."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,61 +17,127 @@ import pytest
 import yaml
 from croniter import croniter
 
-from job.cmd import DEFAULT_CHECKPOINT_CONFIGMAP, DEFAULT_LEASE_NAME
+from job.cmd import DEFAULT_CHECKPOINT_CONFIGMAP, DEFAULT_LEASE_NAME, get_parser
 from job.main import main
 from job.clock import Clock
 from job.deps import Deps
+from tools import render
 
 ROOT = Path(__file__).resolve().parent.parent
 CRONJOB = ROOT / "cronjob.yaml"
-K8S_VERSION = "1.31"
+BASE = ROOT / "deploy" / "base"
+INSTALL = ROOT / "deploy" / "install"
+COMPONENTS = ROOT / "deploy" / "components"
+# podFailurePolicy is GA (and CronJob timeZone stable) from 1.31; kubernetes-validate ships up to 1.37.
+K8S_VERSIONS = ("1.31", "1.37")
+NAMESPACE = "loki-event-sync"
 NOW = dt.datetime(2026, 11, 25, 10, 0, 30, tzinfo=dt.timezone.utc)
+APP_LABELS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+              "app.kubernetes.io/component", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"}
+# The measured peak RSS of one run at the documented size (python -m bench --sizes 100000).
+MEASURED_PEAK_BYTES = 118.6e6
 
 # Every Kubernetes client method the code may call, and the RBAC permission it needs.
 API_CALLS: dict[str, tuple[str, str, str]] = {
     "list_event_for_all_namespaces": ("", "events", "list"),
+    "list_namespaced_event": ("", "events", "list"),
     "read_namespaced_lease": ("coordination.k8s.io", "leases", "get"),
     "replace_namespaced_lease": ("coordination.k8s.io", "leases", "update"),
+    "patch_namespaced_lease": ("coordination.k8s.io", "leases", "patch"),
     "create_namespaced_lease": ("coordination.k8s.io", "leases", "create"),
     "read_namespaced_config_map": ("", "configmaps", "get"),
     "replace_namespaced_config_map": ("", "configmaps", "update"),
+    "patch_namespaced_config_map": ("", "configmaps", "patch"),
     "create_namespaced_config_map": ("", "configmaps", "create"),
 }
+# Granted ahead of the code: the writes move from update to merge PATCH (same objects, same
+# resourceVersion precondition), and a Role must allow both while either is in use.
+MERGE_PATCH = {("coordination.k8s.io", "leases", "patch"), ("", "configmaps", "patch")}
 # The restricted Pod Security profile's volume types (hostPath is the one that matters).
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                       "projected", "secret"}
 
 
+# --- rendering ---------------------------------------------------------------------------------------
+
+
+def parse(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
 def docs(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    return parse(path.read_text(encoding="utf-8"))
 
 
-def install() -> list[dict[str, Any]]:
-    return docs(CRONJOB)
+@functools.lru_cache(maxsize=None)
+def _rendered(directory: Path) -> str:
+    return render.kustomize(directory)
 
 
-def manifest_files() -> list[Path]:
-    return [CRONJOB, *sorted((ROOT / "deploy").glob("*.yaml"))]
+def rendered(directory: Path) -> list[dict[str, Any]]:
+    return parse(_rendered(directory))
+
+
+def overlay(tmp_path: Path, body: str, *, name: str = "overlay", **dirs: Path) -> Path:
+    """A kustomization in tmp_path/NAME; {key} in BODY becomes the relative path to dirs[key]
+    (kustomize refuses absolute paths to other kustomizations)."""
+    where = tmp_path / name
+    where.mkdir(parents=True, exist_ok=True)
+    rel = {k: os.path.relpath(v, where) for k, v in dirs.items()}
+    (where / "kustomization.yaml").write_text(body.format(**rel), encoding="utf-8")
+    return where
+
+
+def render_overlay(tmp_path: Path, body: str, **dirs: Path) -> list[dict[str, Any]]:
+    return parse(render.kustomize(overlay(tmp_path, body, **dirs)))
 
 
 def by_kind(items: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in items if d["kind"] == kind]
 
 
-def cronjob() -> dict[str, Any]:
-    (cj,) = by_kind(install(), "CronJob")
-    return cj
+def one(items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (obj,) = by_kind(items, kind)
+    return obj
+
+
+def install() -> list[dict[str, Any]]:
+    return docs(CRONJOB)
+
+
+def cronjob(items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return one(install() if items is None else items, "CronJob")
+
+
+def pod_of(cj: dict[str, Any]) -> dict[str, Any]:
+    return cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def container(cj: dict[str, Any]) -> dict[str, Any]:
+    (c,) = pod_of(cj)["containers"]
+    return c
+
+
+def all_components(tmp_path: Path) -> list[dict[str, Any]]:
+    return render_overlay(tmp_path, """\
+resources: ["{install}"]
+components:
+  - "{c}/networkpolicy"
+  - "{c}/networkpolicy/pushgateway"
+  - "{c}/namespaced-rbac"
+""", install=INSTALL, c=COMPONENTS)
 
 
 def generated_backfill(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
     monkeypatch.chdir(ROOT)  # the default --manifest-file is cronjob.yaml in the working directory
     out, err = io.StringIO(), io.StringIO()
-    code = main(["manifest", "backfill", *args], env={}, deps=Deps(clock=Clock(now=lambda: NOW), stdout=out, stderr=err))
+    code = main(["manifest", "backfill", *args], env={}, deps=Deps(clock=Clock(now=lambda: NOW), stdout=out,
+                                                                       stderr=err))
     return code, out.getvalue(), err.getvalue()
 
 
 def pod_specs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, Any]]]:
-    yield "CronJob", cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    yield "CronJob", pod_of(cronjob())
     (static,) = docs(ROOT / "deploy" / "backfill-job.yaml")
     yield "deploy/backfill-job.yaml", static["spec"]["template"]["spec"]
     code, out, _ = generated_backfill(monkeypatch, "--since", "2h")
@@ -75,38 +145,72 @@ def pod_specs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, 
     yield "manifest backfill", yaml.safe_load(out)["spec"]["template"]["spec"]
 
 
-# --- (1) schema -------------------------------------------------------------------------------------
+# --- (1) what kustomize renders is valid Kubernetes ----------------------------------------------------
 
 
-@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_core_document_validates_strictly_against_kubernetes_1_31(path: Path) -> None:
+def validate_all(items: list[dict[str, Any]]) -> int:
     checked = 0
-    for doc in docs(path):
+    for doc in items:
         if doc["apiVersion"].startswith("monitoring.coreos.com/"):
             continue  # a CRD: kubernetes_validate only knows the built-in kinds
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
         checked += 1
-    assert checked or path.name == "alerts.yaml"
+    return checked
 
 
-def test_install_holds_the_whole_setup_in_one_namespace() -> None:
+@pytest.mark.parametrize("directory", [BASE, INSTALL], ids=lambda p: str(p.relative_to(ROOT)))
+def test_each_kustomization_renders_objects_valid_for_the_oldest_and_newest_supported_kubernetes(
+        directory: Path) -> None:
+    assert validate_all(rendered(directory)) >= 7
+
+
+def test_every_component_on_top_of_the_install_renders_valid_objects(tmp_path: Path) -> None:
+    items = all_components(tmp_path)
+    assert validate_all(items) == len(items)
+    assert {"NetworkPolicy", "Role", "RoleBinding"} <= {d["kind"] for d in items}
+
+
+@pytest.mark.parametrize("path", [CRONJOB, *sorted((ROOT / "deploy").glob("*.yaml"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_plain_manifest_file_validates_for_the_oldest_and_newest_supported_kubernetes(path: Path) -> None:
+    assert validate_all(docs(path)) or path.name == "alerts.yaml"
+
+
+def test_cronjob_yaml_is_exactly_what_deploy_install_renders() -> None:
+    # If this fails: python tools/render.py
+    assert CRONJOB.read_text(encoding="utf-8") == render.cronjob_yaml()
+    assert render.main(["--check"]) == 0
+
+
+def test_install_is_the_whole_setup_in_one_namespace_and_holds_no_settings() -> None:
     items = install()
     kinds = sorted(d["kind"] for d in items)
     assert kinds == sorted(["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                            "RoleBinding", "Lease", "ConfigMap", "ConfigMap", "CronJob"])
-    assert "Secret" not in kinds  # credentials never live in the repository
+                            "RoleBinding", "Lease", "ConfigMap", "CronJob"])
+    # Credentials and settings never live in the install: an upgrade would reset them.
+    assert [d["metadata"]["name"] for d in by_kind(items, "ConfigMap")] == [DEFAULT_CHECKPOINT_CONFIGMAP]
     namespaced = [d for d in items if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding")]
-    assert {d["metadata"]["namespace"] for d in namespaced} == {"loki-event-sync"}
+    assert {d["metadata"]["namespace"] for d in namespaced} == {NAMESPACE}
+    assert one(items, "Namespace")["metadata"]["name"] == NAMESPACE
 
 
-# --- (2) Pod Security: restricted -------------------------------------------------------------------
+def test_every_object_and_pod_template_carries_the_full_app_kubernetes_io_label_set() -> None:
+    for doc in install():
+        labels = doc["metadata"].get("labels") or {}
+        assert APP_LABELS <= set(labels), (doc["kind"], sorted(APP_LABELS - set(labels)))
+    cj = cronjob()
+    assert APP_LABELS <= set(cj["spec"]["jobTemplate"]["metadata"]["labels"])
+    assert APP_LABELS <= set(cj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"])
+
+
+# --- (2) Pod Security: restricted, and OpenShift's arbitrary UID ---------------------------------------
 
 
 def test_every_pod_meets_the_restricted_pod_security_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     for where, pod in pod_specs(monkeypatch):
         psc = pod.get("securityContext") or {}
         assert psc.get("runAsNonRoot") is True, where
-        assert psc.get("runAsUser", 0) != 0 and psc.get("runAsGroup", 0) != 0, where
         assert (psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", where
         for host in ("hostNetwork", "hostPID", "hostIPC"):
             assert not pod.get(host), f"{where}: {host}"
@@ -119,7 +223,6 @@ def test_every_pod_meets_the_restricted_pod_security_profile(monkeypatch: pytest
             assert sc.get("privileged") is not True, where
             assert sc.get("readOnlyRootFilesystem") is True, where
             assert sc.get("runAsNonRoot") is True, where
-            assert sc.get("runAsUser", psc["runAsUser"]) != 0, where
             assert (sc.get("capabilities") or {}).get("drop") == ["ALL"], where
             assert not (sc.get("capabilities") or {}).get("add"), where
             assert not any(p.get("hostPort") for p in c.get("ports") or []), where
@@ -127,12 +230,21 @@ def test_every_pod_meets_the_restricted_pod_security_profile(monkeypatch: pytest
             assert any(m["mountPath"] == "/tmp" for m in c.get("volumeMounts") or []), where
 
 
-def test_namespace_enforces_the_restricted_profile() -> None:
-    (ns,) = by_kind(install(), "Namespace")
-    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+def test_no_pod_pins_a_uid_or_gid_so_openshift_restricted_v2_can_assign_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for where, pod in pod_specs(monkeypatch):
+        contexts = [pod.get("securityContext") or {}] + [c.get("securityContext") or {} for c in pod["containers"]]
+        for sc in contexts:
+            assert "runAsUser" not in sc and "runAsGroup" not in sc, where
+        assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}, where
 
 
-# --- (3) RBAC: nothing beyond what the code calls ---------------------------------------------------
+def test_namespace_component_enforces_the_restricted_profile() -> None:
+    labels = one(install(), "Namespace")["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+# --- (3) RBAC: nothing beyond what the code calls ------------------------------------------------------
 
 
 def used_permissions() -> set[tuple[str, str, str]]:
@@ -146,33 +258,32 @@ def used_permissions() -> set[tuple[str, str, str]]:
     named = set(re.findall(r"\b[a-z_]+\b", source)) & api_methods
     named = {n.removesuffix("_with_http_info") for n in named}
     unknown = named - set(API_CALLS)
-    assert not unknown, f"add the RBAC these calls need to API_CALLS and cronjob.yaml: {sorted(unknown)}"
+    assert not unknown, f"add the RBAC these calls need to API_CALLS and deploy/base: {sorted(unknown)}"
     return {API_CALLS[n] for n in named}
 
 
-def granted_permissions() -> tuple[set[tuple[str, str, str]], list[dict[str, Any]]]:
-    granted: set[tuple[str, str, str]] = set()
+def granted(items: list[dict[str, Any]]) -> tuple[set[tuple[str, str, str]], list[dict[str, Any]]]:
+    perms: set[tuple[str, str, str]] = set()
     rules: list[dict[str, Any]] = []
-    for role in by_kind(install(), "ClusterRole") + by_kind(install(), "Role"):
+    for role in by_kind(items, "ClusterRole") + by_kind(items, "Role"):
         for rule in role["rules"]:
-            rules.append({**rule, "_kind": role["kind"]})
-            granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    return granted, rules
+            rules.append({**rule, "_kind": role["kind"], "_namespace": role["metadata"].get("namespace")})
+            perms |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return perms, rules
 
 
 def test_rbac_grants_nothing_the_code_does_not_call() -> None:
-    used = used_permissions()
-    granted, _ = granted_permissions()
-    assert granted <= used, f"granted but never used: {sorted(granted - used)}"
-    assert not any("*" in perm for perm in granted)
+    perms, _ = granted(install())
+    extra = perms - used_permissions() - MERGE_PATCH
+    assert not extra, f"granted but never used: {sorted(extra)}"
+    assert not any("*" in perm for perm in perms)
 
 
-def test_rbac_grants_every_call_except_create_which_the_manifest_makes_unnecessary() -> None:
-    used = used_permissions()
-    granted, _ = granted_permissions()
-    missing = {p for p in used - granted if p[2] != "create"}
+def test_rbac_grants_every_call_except_create_which_the_install_makes_unnecessary() -> None:
+    perms, _ = granted(install())
+    missing = {p for p in used_permissions() - perms if p[2] != "create"}
     assert not missing, f"the code calls these but RBAC refuses them: {sorted(missing)}"
-    assert not any(verb == "create" for _, _, verb in granted)
+    assert not any(verb == "create" for _, _, verb in perms)
     # Without `create`, the Lease and the checkpoint ConfigMap must exist before the first run.
     names = {(d["kind"], d["metadata"]["name"]) for d in install()}
     assert ("Lease", DEFAULT_LEASE_NAME) in names
@@ -180,31 +291,34 @@ def test_rbac_grants_every_call_except_create_which_the_manifest_makes_unnecessa
 
 
 def test_namespaced_grants_are_limited_to_the_objects_the_job_owns() -> None:
-    _, rules = granted_permissions()
+    _, rules = granted(install())
     own = {"leases": [DEFAULT_LEASE_NAME], "configmaps": [DEFAULT_CHECKPOINT_CONFIGMAP]}
     for rule in rules:
         if rule["_kind"] == "Role":
             for resource in rule["resources"]:
                 assert rule.get("resourceNames") == own[resource], rule
+            assert set(rule["verbs"]) == {"get", "update", "patch"}
         else:  # the only cluster-wide grant is listing events, which cannot be narrowed by name
             assert rule["resources"] == ["events"] and rule["verbs"] == ["list"]
-    env = {e["name"]: e.get("value") for e in cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-           ["containers"][0]["env"]}
-    assert env["STATE"] == f"configmap://loki-event-sync/{DEFAULT_CHECKPOINT_CONFIGMAP}"
+
+
+def assert_bound_to_the_service_account(items: list[dict[str, Any]], namespace: str) -> None:
+    sa = pod_of(cronjob(items))["serviceAccountName"]
+    (account,) = [d for d in by_kind(items, "ServiceAccount") if d["metadata"]["name"] == sa]
+    assert account["metadata"]["namespace"] == namespace
+    bindings = by_kind(items, "ClusterRoleBinding") + by_kind(items, "RoleBinding")
+    assert bindings
+    roles = {(d["kind"], d["metadata"]["name"]) for d in by_kind(items, "ClusterRole") + by_kind(items, "Role")}
+    for binding in bindings:
+        assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) in roles, binding["metadata"]["name"]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]
 
 
 def test_bindings_give_the_roles_to_the_cronjobs_service_account() -> None:
-    items = install()
-    sa = cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]["serviceAccountName"]
-    assert [d["metadata"]["name"] for d in by_kind(items, "ServiceAccount")] == [sa]
-    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
-        (binding,) = by_kind(items, kind)
-        assert binding["roleRef"]["kind"] == role_kind
-        assert binding["roleRef"]["name"] == by_kind(items, role_kind)[0]["metadata"]["name"]
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "loki-event-sync"}]
+    assert_bound_to_the_service_account(install(), NAMESPACE)
 
 
-# --- (4) CronJob timing and limits ------------------------------------------------------------------
+# --- (4) CronJob timing, failure handling and limits ---------------------------------------------------
 
 
 def shortest_interval_s(schedule: str) -> float:
@@ -223,7 +337,21 @@ def test_cronjob_cannot_overlap_or_pile_up_runs() -> None:
     # A hung run is killed before the next one is due, so Forbid never skips two runs in a row.
     assert 0 < job["activeDeadlineSeconds"] < interval
     assert job["backoffLimit"] == 2
-    assert job["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_a_configuration_error_exit_2_fails_the_job_at_once_instead_of_retrying(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = [("CronJob", cronjob()["spec"]["jobTemplate"]["spec"]),
+            ("deploy/backfill-job.yaml", docs(ROOT / "deploy" / "backfill-job.yaml")[0]["spec"])]
+    code, out, _ = generated_backfill(monkeypatch, "--since", "2h")
+    jobs.append(("manifest backfill", yaml.safe_load(out)["spec"]))
+    for where, job in jobs:
+        rules = job["podFailurePolicy"]["rules"]
+        assert rules[0] == {"action": "FailJob", "onExitCodes": {
+            "containerName": "loki-event-sync", "operator": "In", "values": [2]}}, where
+        # podFailurePolicy is only allowed with restartPolicy Never.
+        assert job["template"]["spec"]["restartPolicy"] == "Never", where
+        assert job["template"]["spec"]["containers"][0]["name"] == "loki-event-sync", where
 
 
 def test_cronjob_cleans_up_after_itself() -> None:
@@ -232,44 +360,196 @@ def test_cronjob_cleans_up_after_itself() -> None:
     assert spec["jobTemplate"]["spec"]["ttlSecondsAfterFinished"] == 86400
 
 
-def test_cronjob_container_has_requests_limits_and_its_settings() -> None:
-    (c,) = cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
-                              "limits": {"cpu": "500m", "memory": "256Mi"}}
+def quantity_bytes(q: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 1e3, "M": 1e6, "G": 1e9}
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMG]i?)?", q)
+    assert m, q
+    return float(m.group(1)) * units.get(m.group(2) or "", 1)
+
+
+def test_memory_request_covers_the_measured_peak_and_the_limit_leaves_headroom() -> None:
+    res = container(cronjob())["resources"]
+    request, limit = quantity_bytes(res["requests"]["memory"]), quantity_bytes(res["limits"]["memory"])
+    assert request >= MEASURED_PEAK_BYTES
+    assert limit >= 1.5 * request
+    assert res["requests"]["cpu"] and res["limits"]["cpu"]
+    # The figure they came from is written down next to them, and for users.
+    assert "118.6 MB" in (BASE / "cronjob.yaml").read_text(encoding="utf-8")
+    guide = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
+    assert "118.6 MB" in guide and res["requests"]["memory"] in guide and res["limits"]["memory"] in guide
+
+
+# --- (5) settings: only the user's optional ConfigMap and Secret, LOKI_EVENT_SYNC_* names --------------
+
+
+def flag_env_names() -> set[str]:
+    """LOKI_EVENT_SYNC_<FLAG> for every flag of every command (the plan's naming rule)."""
+    names: set[str] = set()
+    parser = get_parser({})
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:  # argparse keeps no public list of options
+            if action.choices and isinstance(action.choices, dict):
+                stack.extend(action.choices.values())
+            for opt in action.option_strings:
+                if opt.startswith("--") and opt not in ("--help", "--version"):
+                    names.add("LOKI_EVENT_SYNC_" + opt[2:].upper().replace("-", "_"))
+    return names
+
+
+def test_settings_come_only_from_the_users_optional_configmap_and_secret() -> None:
+    c = container(cronjob())
     assert c["args"] == ["run"]
-    assert {"configMapRef": {"name": "loki-event-sync-settings"}} in c["envFrom"]
-    assert {"secretRef": {"name": "loki-event-sync-loki", "optional": True}} in c["envFrom"]
-    (ns_env,) = [e for e in c["env"] if e["name"] == "NAMESPACE"]
-    assert ns_env["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    (settings,) = [d for d in install() if d["metadata"]["name"] == "loki-event-sync-settings"]
-    assert {"LOKI_URL", "CLUSTER", "LOG_FORMAT", "EVENT_TTL", "LABEL_STYLE", "LINE_FORMAT",
-            "LEASE_DURATION"} <= set(settings["data"])
+    assert c["envFrom"] == [{"configMapRef": {"name": "loki-event-sync-config", "optional": True}},
+                            {"secretRef": {"name": "loki-event-sync-secret", "optional": True}}]
+    # The job's namespace from the Downward API; nothing else, and no hard-coded state location.
+    assert c["env"] == [{"name": "LOKI_EVENT_SYNC_NAMESPACE",
+                         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    assert "configmap://" not in yaml.safe_dump(install())
 
 
-def test_settings_are_values_the_job_accepts() -> None:
-    from job.cmd import parse
+def test_every_env_var_in_the_manifests_is_a_flag_of_the_job_with_the_prefix(tmp_path: Path) -> None:
+    known = flag_env_names()
+    names: set[str] = set()
+    for items in (install(), all_components(tmp_path), docs(ROOT / "deploy" / "backfill-job.yaml")):
+        for doc in items:
+            if doc["kind"] in ("CronJob", "Job"):
+                spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+                names |= {e["name"] for e in spec["template"]["spec"]["containers"][0].get("env") or []}
+    # --event-namespaces (namespaced-rbac) comes with another change; until then only it may be unknown.
+    pending = {"LOKI_EVENT_SYNC_EVENT_NAMESPACES"} - known
+    assert names - known - pending == set()
+    assert {"LOKI_EVENT_SYNC_NAMESPACE", "LOKI_EVENT_SYNC_EVENT_NAMESPACES"} <= names
+    if pending & names:
+        pytest.skip(f"not a flag of job/cmd.py yet: {sorted(pending)} (everything else checked)")
 
-    (settings,) = [d for d in install() if d["metadata"]["name"] == "loki-event-sync-settings"]
-    env = {**settings["data"], "NAMESPACE": "loki-event-sync",
-           "STATE": f"configmap://loki-event-sync/{DEFAULT_CHECKPOINT_CONFIGMAP}"}
-    cfg = parse(["run"], env=env)
-    assert cfg.event_ttl == 3600 and cfg.lease_duration == 60 and cfg.label_style == "default"
+
+# --- (6) overlays: another namespace, another image -----------------------------------------------------
 
 
-def test_cronjob_name_fits_the_controllers_52_character_limit() -> None:
-    assert len(cronjob()["metadata"]["name"]) <= 52
+def test_a_namespace_override_moves_everything_and_the_state_rbac_and_subjects_follow(tmp_path: Path) -> None:
+    items = render_overlay(tmp_path, 'namespace: monitoring\nresources: ["{base}"]\n', base=BASE)
+    assert validate_all(items) == len(items)
+    for doc in items:
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert doc["metadata"]["namespace"] == "monitoring", doc["kind"]
+    assert_bound_to_the_service_account(items, "monitoring")
+    # The Lease and the checkpoint keep the names the job defaults to and the Role names; the state
+    # location is derived by the job from its own namespace (Downward API), never written down.
+    names = {(d["kind"], d["metadata"]["name"]) for d in items}
+    assert {("Lease", DEFAULT_LEASE_NAME), ("ConfigMap", DEFAULT_CHECKPOINT_CONFIGMAP)} <= names
+    _, rules = granted(items)
+    assert {n for r in rules if r["_kind"] == "Role" for n in r["resourceNames"]} == \
+        {DEFAULT_LEASE_NAME, DEFAULT_CHECKPOINT_CONFIGMAP}
+    assert all(r["_namespace"] == "monitoring" for r in rules if r["_kind"] == "Role")
+    c = container(cronjob(items))
+    assert c["env"] == [{"name": "LOKI_EVENT_SYNC_NAMESPACE",
+                         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    assert "configmap://" not in yaml.safe_dump(items)
 
 
-# --- (5) the generated backfill Job -----------------------------------------------------------------
+def test_a_namespace_override_emits_no_namespace_so_an_existing_one_keeps_its_labels(tmp_path: Path) -> None:
+    items = render_overlay(tmp_path, 'namespace: monitoring\nresources: ["{base}"]\n', base=BASE)
+    assert not by_kind(items, "Namespace")
+    assert not by_kind(rendered(BASE), "Namespace")
+
+
+def test_an_image_override_changes_only_the_image(tmp_path: Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    items = render_overlay(tmp_path, f"""\
+resources: ["{{install}}"]
+images:
+  - name: {render.IMAGE}
+    newName: registry.example.com/mirror/loki-event-sync
+    newTag: v0.2.0
+    digest: {digest}
+""", install=INSTALL)
+    assert container(cronjob(items))["image"] == f"registry.example.com/mirror/loki-event-sync:v0.2.0@{digest}"
+    before = yaml.safe_dump(install())
+    after = yaml.safe_dump(items).replace(f"registry.example.com/mirror/loki-event-sync:v0.2.0@{digest}",
+                                          container(cronjob())["image"])
+    assert after == before
+
+
+# --- (7) components -------------------------------------------------------------------------------------
+
+
+def test_namespaced_rbac_replaces_the_cluster_wide_grant_with_a_role_per_watched_namespace(tmp_path: Path) -> None:
+    items = all_components(tmp_path)
+    assert not by_kind(items, "ClusterRole") and not by_kind(items, "ClusterRoleBinding")
+    readers = [r for r in by_kind(items, "Role") if r["metadata"]["name"] == "loki-event-sync-events"]
+    watched = {r["metadata"]["namespace"] for r in readers}
+    assert watched == {"default"}
+    for r in readers:
+        assert r["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}]
+    assert_bound_to_the_service_account(items, NAMESPACE)
+    env = {e["name"]: e.get("value") for e in container(cronjob(items))["env"]}
+    assert set(env["LOKI_EVENT_SYNC_EVENT_NAMESPACES"].split(",")) == watched
+    perms, _ = granted(items)
+    assert ("", "events", "list") in perms and len([p for p in perms if p[1] == "events"]) == 1
+
+
+def test_namespaced_rbac_with_another_namespace_binds_the_moved_service_account(tmp_path: Path) -> None:
+    # The documented shape: the namespace override in an inner overlay, the component in an outer one.
+    inner = overlay(tmp_path, 'namespace: monitoring\nresources: ["{base}"]\n', name="inner", base=BASE)
+    items = render_overlay(tmp_path, 'resources: ["{inner}"]\ncomponents: ["{c}/namespaced-rbac"]\n',
+                           inner=inner, c=COMPONENTS)
+    assert_bound_to_the_service_account(items, "monitoring")
+    assert {r["metadata"]["namespace"] for r in by_kind(items, "Role")} == {"monitoring", "default"}
+
+
+def test_network_policy_denies_ingress_and_allows_only_the_documented_egress_ports(tmp_path: Path) -> None:
+    items = all_components(tmp_path)
+    policies = {p["metadata"]["name"]: p for p in by_kind(items, "NetworkPolicy")}
+    assert set(policies) == {"loki-event-sync", "loki-event-sync-pushgateway"}
+    pod_labels = cronjob(items)["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    ports: set[tuple[str, int]] = set()
+    for p in policies.values():
+        assert p["metadata"]["namespace"] == NAMESPACE
+        assert p["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        assert not p["spec"].get("ingress")
+        for rule in p["spec"]["egress"]:
+            assert "to" not in rule  # destinations: see the comment in networkpolicy.yaml
+            ports |= {(x["protocol"], x["port"]) for x in rule["ports"]}
+    assert "Ingress" in policies["loki-event-sync"]["spec"]["policyTypes"]
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443), ("TCP", 80), ("TCP", 3100),
+                     ("TCP", 9091)}
+    documented = (COMPONENTS / "networkpolicy" / "networkpolicy.yaml").read_text(encoding="utf-8")
+    for port in ("53/UDP", "53/TCP", "443", "6443", "3100", "9091", "S3"):
+        assert port in documented
+
+
+def test_network_policy_follows_a_namespace_override(tmp_path: Path) -> None:
+    items = render_overlay(tmp_path, 'namespace: monitoring\nresources: ["{base}"]\n'
+                                     'components: ["{c}/networkpolicy"]\n', base=BASE, c=COMPONENTS)
+    assert one(items, "NetworkPolicy")["metadata"]["namespace"] == "monitoring"
+
+
+# --- (8) the backfill Jobs ------------------------------------------------------------------------------
+
+
+def test_static_backfill_job_is_the_cronjobs_pod_but_for_the_args() -> None:
+    (static,) = docs(ROOT / "deploy" / "backfill-job.yaml")
+    template = cronjob()["spec"]["jobTemplate"]
+    pod, cj_pod = static["spec"]["template"]["spec"], template["spec"]["template"]["spec"]
+    (c,), (cj_c,) = pod["containers"], cj_pod["containers"]
+    assert c["args"][0] == "backfill"
+    assert {**c, "args": None} == {**cj_c, "args": None}
+    assert {**pod, "containers": None} == {**cj_pod, "containers": None}
+    assert {k: v for k, v in static["spec"].items() if k != "template"} == \
+        {k: v for k, v in template["spec"].items() if k != "template"}
+    labels = static["metadata"]["labels"]
+    assert APP_LABELS <= set(labels) and labels["loki-event-sync/backfill"] == "true"
 
 
 def test_manifest_backfill_prints_a_valid_job_with_an_absolute_window(monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, err = generated_backfill(monkeypatch, "--since", "2h")
     assert code == 0, err
     job = yaml.safe_load(out)
-    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    validate_all([job])
     assert job["metadata"]["name"] == "loki-event-sync-backfill-202611251000"
-    assert job["metadata"]["namespace"] == "loki-event-sync"
+    assert job["metadata"]["namespace"] == NAMESPACE
     labels = {"app.kubernetes.io/name": "loki-event-sync", "loki-event-sync/backfill": "true"}
     assert labels.items() <= job["metadata"]["labels"].items()
     (c,) = job["spec"]["template"]["spec"]["containers"]
@@ -277,8 +557,19 @@ def test_manifest_backfill_prints_a_valid_job_with_an_absolute_window(monkeypatc
     # Everything but the args comes from the CronJob, so the two cannot drift apart.
     template = cronjob()["spec"]["jobTemplate"]["spec"]
     assert job["spec"]["activeDeadlineSeconds"] == template["activeDeadlineSeconds"]
+    assert job["spec"]["podFailurePolicy"] == template["podFailurePolicy"]
     (cj_container,) = template["template"]["spec"]["containers"]
     assert {k: v for k, v in c.items() if k != "args"} == {k: v for k, v in cj_container.items() if k != "args"}
+
+
+def test_manifest_backfill_works_from_a_rendered_overlay_in_another_namespace(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    where = overlay(tmp_path, 'namespace: monitoring\nresources: ["{base}"]\n', base=BASE)
+    rendered_file = tmp_path / "rendered.yaml"
+    rendered_file.write_text(render.kustomize(where), encoding="utf-8")
+    code, out, err = generated_backfill(monkeypatch, "--since", "2h", "--manifest-file", str(rendered_file))
+    assert code == 0, err
+    assert yaml.safe_load(out)["metadata"]["namespace"] == "monitoring"
 
 
 def test_manifest_backfill_resolves_until_too(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,7 +581,7 @@ def test_manifest_backfill_resolves_until_too(monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize("args, message", [
     (["--manifest-file", "no-such.yaml"], "cannot read --manifest-file no-such.yaml"),
-    (["--manifest-file", "deploy/alerts.yaml"], "holds no CronJob"),
+    (["--manifest-file", "deploy/base/kustomization.yaml"], "holds no CronJob"),
     (["--until", "3h"], "is not later than --since"),
 ])
 def test_manifest_backfill_fails_with_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, args: list[str],
@@ -300,51 +591,19 @@ def test_manifest_backfill_fails_with_one_line_and_exit_2(monkeypatch: pytest.Mo
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
-# --- (6) the image ----------------------------------------------------------------------------------
-
-
-def test_dockerfile_is_multi_stage_pinned_non_root_and_runs_the_job() -> None:
-    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()]
-    instructions = [ln for ln in lines if ln and not ln.startswith("#")]
-    froms = [ln.split()[1] for ln in instructions if ln.startswith("FROM ")]
-    assert len(froms) >= 2, "multi-stage: build tools and pip caches stay out of the final image"
-    for image in froms:
-        name, _, tag = image.partition(":")
-        assert "@sha256:" in image or (tag and tag != "latest" and re.search(r"\d+\.\d+\.\d+", tag)), image
-    (user,) = [ln.split()[1] for ln in instructions if ln.startswith("USER ")]
-    uid, _, gid = user.partition(":")
-    assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0
-    pod = cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert (int(uid), int(gid)) == (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"])
-    assert 'ENTRYPOINT ["python", "-m", "job"]' in instructions
-    assert 'CMD ["run"]' in instructions
-    assert any(ln.startswith("COPY job/") for ln in instructions)
-    assert any(ln.startswith("COPY state/") for ln in instructions)
-    assert any("PYTHONDONTWRITEBYTECODE=1" in ln for ln in lines)
-
-
-def test_dockerignore_keeps_the_virtualenv_and_git_out_of_the_build_context() -> None:
-    rules = [ln.strip() for ln in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-             if ln.strip() and not ln.startswith("#")]
-    # An allow-list: everything is ignored except what the image needs.
-    assert rules[0] == "*"
-    assert {"!requirements.txt", "!job/", "!state/"} <= set(rules)
-
-
-# --- alerts -----------------------------------------------------------------------------------------
+# --- (9) alerts -----------------------------------------------------------------------------------------
 
 
 def test_alerts_use_only_metrics_the_job_pushes() -> None:
-    (rule,) = docs(ROOT / "deploy" / "alerts.yaml")
-    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["kind"] == "PrometheusRule"
-    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert alerts["LokiEventSyncStale"]["expr"] == \
-        "time() - loki_event_sync_last_success_timestamp_seconds > 3 * 600"
-    assert alerts["LokiEventSyncStale"]["for"] == "5m"
-    assert alerts["LokiEventSyncGap"]["expr"] == "loki_event_sync_gap_seconds > 0"
-    assert alerts["LokiEventSyncRejects"]["expr"] == "loki_event_sync_loki_rejected_entries > 0"
-    # The staleness threshold is three schedule intervals.
-    assert 3 * shortest_interval_s(cronjob()["spec"]["schedule"]) == 1800
+    path = ROOT / "deploy" / "alerts.yaml"
+    if not path.exists():
+        pytest.skip("deploy/alerts.yaml moved (its owner tests it)")
+    rules = [d for d in docs(path) if d.get("kind") == "PrometheusRule"]
+    assert rules
     pushed = set(re.findall(r'"(loki_event_sync_\w+)"', (ROOT / "job" / "metrics.py").read_text(encoding="utf-8")))
-    for alert in alerts.values():
-        assert set(re.findall(r"loki_event_sync_\w+", alert["expr"])) <= pushed, alert["alert"]
+    for rule in rules:
+        for group in rule["spec"]["groups"]:
+            for alert in group["rules"]:
+                used = set(re.findall(r"loki_event_sync_\w+", alert["expr"]))
+                # kube-state-metrics variants name kube_* series; ours must all be pushed.
+                assert used <= pushed, alert.get("alert")

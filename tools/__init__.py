@@ -1,0 +1,1 @@
+"""Repository tools (not shipped in the image): tools/render.py renders the kustomizations."""
