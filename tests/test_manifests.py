@@ -607,3 +607,28 @@ def test_alerts_use_only_metrics_the_job_pushes() -> None:
                 used = set(re.findall(r"loki_event_sync_\w+", alert["expr"]))
                 # kube-state-metrics variants name kube_* series; ours must all be pushed.
                 assert used <= pushed, alert.get("alert")
+
+
+def test_watching_one_more_namespace_as_docs_install_md_shows_binds_the_job_there_too(tmp_path: Path) -> None:
+    reader = (COMPONENTS / "namespaced-rbac" / "events-reader.yaml").read_text(encoding="utf-8")
+    where = tmp_path / "overlay"
+    where.mkdir()
+    (where / "events-reader-shop.yaml").write_text(reader.replace("namespace: default", "namespace: shop"),
+                                                   encoding="utf-8")
+    items = render_overlay(tmp_path, """\
+resources: ["{install}", events-reader-shop.yaml]
+components: ["{c}/namespaced-rbac"]
+patches:
+  - target: {{kind: CronJob, name: loki-event-sync}}
+    patch: |-
+      - op: replace
+        path: /spec/jobTemplate/spec/template/spec/containers/0/env/1/value
+        value: default,shop
+""", install=INSTALL, c=COMPONENTS)
+    readers = {r["metadata"]["namespace"] for r in by_kind(items, "Role")
+               if r["metadata"]["name"] == "loki-event-sync-events"}
+    assert readers == {"default", "shop"}
+    assert_bound_to_the_service_account(items, NAMESPACE)
+    env = {e["name"]: e.get("value") for e in container(cronjob(items))["env"]}
+    assert env["LOKI_EVENT_SYNC_EVENT_NAMESPACES"] == "default,shop"
+    assert validate_all(items) == len(items)
