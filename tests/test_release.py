@@ -279,6 +279,14 @@ def test_release_publishes_install_yaml_pinned_by_tag_and_digest_and_the_dashboa
     assert "build/install.yaml" in gh["run"] and DASHBOARD_JSON in gh["run"]
 
 
+def test_the_dashboard_json_the_release_attaches_is_a_grafana_dashboard() -> None:
+    path = ROOT / DASHBOARD_JSON
+    if not path.exists():
+        pytest.skip(f"{DASHBOARD_JSON} is not in this tree yet (the dashboard change adds it)")
+    board = json.loads(path.read_text(encoding="utf-8"))
+    assert board.get("uid") and board.get("panels") is not None
+
+
 def test_what_the_release_renders_pins_the_image_by_tag_and_digest_and_is_valid() -> None:
     # `kustomize edit set image NAME=NEW:TAG@DIGEST` writes newName, newTag and digest; render.with_image
     # writes the same entry, so this is the release's install.yaml for a made-up digest.
