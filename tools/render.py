@@ -30,7 +30,8 @@ HEADER = """\
 #     --from-literal=LOKI_EVENT_SYNC_LOKI_URL=https://loki.example.com
 #
 # GENERATED from deploy/install (deploy/base plus the namespace component) by `python tools/render.py`:
-# edit those files, not this one; a test fails when the two differ. Nothing here needs editing:
+# edit those files, not this one (their comments say why each setting is what it is); a test fails
+# when the two differ. Nothing here needs editing:
 # settings come from the optional ConfigMap loki-event-sync-config and Secret loki-event-sync-secret,
 # which you create (keys: LOKI_EVENT_SYNC_<FLAG>, see docs/install.md) and this file never contains.
 #
