@@ -237,6 +237,19 @@ def test_pull_requests_run_exactly_the_ci_script_on_the_tests_python() -> None:
     assert [s["run"] for s in steps(wf, "checks") if "run" in s] == ["bash .ci/run"]
 
 
+def test_pull_requests_build_both_platforms_and_run_the_image_as_a_cluster_would() -> None:
+    job = workflow("ci.yml")["jobs"]["image"]
+    builds = [s["with"] for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action@")]
+    assert builds[0]["platforms"] == "linux/amd64,linux/arm64" and builds[0]["push"] is False
+    assert builds[1]["load"] is True
+    (smoke,) = [s["run"] for s in job["steps"] if "docker run" in s.get("run", "")]
+    for needle in ("--read-only", "--cap-drop ALL", "--user 1000680000:0", "--dry-run < examples/events.json",
+                   '"pip", "setuptools", "wheel", "ensurepip"', '= "65532:0"'):
+        assert needle in smoke, needle
+    (user,) = [ln.split()[1] for ln in dockerfile_instructions() if ln.startswith("USER ")]
+    assert user == "65532:0"
+
+
 def test_release_builds_both_platforms_with_sbom_and_provenance_and_signs_the_digest() -> None:
     wf = workflow("release.yml")
     assert wf[True] == {"push": {"tags": ["v*.*.*"]}}
