@@ -19,7 +19,8 @@ def open_store(url: str, *, kube: Callable[[], Any], s3_endpoint_url: str | None
     if parts.scheme == "file":
         from state.file import FileStore
 
-        return FileStore(parts.netloc + parts.path)
+        # Everything after file:// is the path, literally: a URL parser would cut it at ? and #.
+        return FileStore(url.split("://", 1)[1])
     if parts.scheme == "configmap":
         from state.configmap import ConfigMapStore
 

@@ -1,17 +1,40 @@
-"""A checkpoint in a ConfigMap: the in-cluster default, guarded by its resourceVersion."""
+"""A checkpoint in a ConfigMap: the in-cluster default, guarded by its resourceVersion.
+
+Facts this store relies on (kube-apiserver behaviour):
+
+* The ConfigMap is created by the install (`kubectl apply -f cronjob.yaml`), never by the job: RBAC's
+  ``create`` verb cannot be limited by ``resourceNames``, and a job that creates what it does not
+  find turns a typo in ``--state`` into a silent first run. A missing ConfigMap is an error naming
+  the command that creates it.
+* Only a missing ``binaryData.checkpoint`` key in a present ConfigMap is "no checkpoint yet". Anything
+  under the key, empty bytes included, goes to the decoder, which refuses what it cannot read; a
+  ``data.checkpoint`` (text) key is refused too. Nothing is ever treated as absent and overwritten.
+* Writes are a JSON merge patch (RFC 7386, ``application/merge-patch+json``) of the one key the job
+  owns, so every other data key, label and annotation (kubectl's last-applied-configuration, Argo CD's
+  tracking id, Helm's ownership) survives. The patch carries ``metadata.resourceVersion``: the
+  apiserver applies the patch to the stored object and then stores it as an update of that version,
+  so a stale one gets 409 Conflict exactly as a PUT would (kubernetes/kubernetes#63104; controller-
+  runtime's MergeFromWithOptimisticLock). RBAC needs ``get`` and ``patch`` on this resourceName.
+* The 1 MiB limit is on the sum of every ``data`` value (UTF-8 bytes) and ``binaryData`` value
+  (decoded bytes), so the room for the checkpoint is what the other keys leave.
+"""
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
-from state.base import StoreConflict, StoreError
+from state.base import CheckpointCorrupt, StoreConflict, StoreError
 
 KEY = "checkpoint"
 LIMIT = 1_048_576  # data plus decoded binaryData, enforced by the API server
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
 
 
 class ConfigMapStore:
@@ -23,53 +46,127 @@ class ConfigMapStore:
         self.cm = name
         self.timeout = timeout
         self.name = f"configmap://{namespace}/{name} (key binaryData.{KEY})"
+        self.max_bytes = LIMIT
 
     def load(self) -> tuple[bytes | None, str | None]:
-        try:
-            resp = self.core.read_namespaced_config_map(
-                self.cm, self.namespace, _preload_content=False, _request_timeout=self.timeout
+        """(bytes, resourceVersion); bytes is None only when the key is missing from a present ConfigMap."""
+        obj = self._read()
+        rv = str(obj["metadata"]["resourceVersion"])
+        data = obj.get("data") or {}
+        binary = obj.get("binaryData") or {}
+        # Other keys share the ConfigMap's 1 MiB; fit() must prune to what they leave.
+        others = sum(len(v.encode()) for v in data.values())
+        others += sum(len(_b64(v, self.name)) for k, v in binary.items() if k != KEY)
+        self.max_bytes = LIMIT - others
+        if KEY in data:
+            raise CheckpointCorrupt(
+                f"checkpoint {self.name}: the ConfigMap holds data.{KEY} (text), not binaryData.{KEY}; "
+                "it was not written by loki-event-sync: move it away, or restore the checkpoint under binaryData"
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None, None
-            raise StoreError(self._explain("read", exc)) from None
-        obj = json.loads(resp.data)
-        rv = obj["metadata"]["resourceVersion"]
-        blob = (obj.get("binaryData") or {}).get(KEY)
-        return (base64.b64decode(blob) if blob else None), rv
+        if KEY not in binary:
+            return None, rv
+        return _b64(binary[KEY], self.name), rv
 
     def save(self, data: bytes, version: str | None) -> str:
-        body: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": self.cm, "namespace": self.namespace},
-            "binaryData": {KEY: base64.b64encode(data).decode()},
-        }
+        """Merge-patch binaryData.checkpoint iff the ConfigMap is still at ``version``.
+
+        ``version`` None means "the key must still be missing": the ConfigMap is read first and its
+        resourceVersion becomes the precondition, so this is as safe as a save after load().
+        """
+        if version is None:
+            current, version = self.load()
+            if current is not None:
+                raise StoreConflict(f"checkpoint {self.name} was written by someone else; not overwriting it")
+        patch = {"metadata": {"resourceVersion": version}, "binaryData": {KEY: base64.b64encode(data).decode()}}
         try:
-            if version is None:
-                resp = self.core.create_namespaced_config_map(
-                    self.namespace, body, _preload_content=False, _request_timeout=self.timeout
-                )
-            else:
-                # Always send the resourceVersion we read: without it a PUT is last-write-wins.
-                body["metadata"]["resourceVersion"] = version
-                resp = self.core.replace_namespaced_config_map(
-                    self.cm, self.namespace, body, _preload_content=False, _request_timeout=self.timeout
-                )
+            resp = self.core.patch_namespaced_config_map(
+                self.cm, self.namespace, patch, _preload_content=False, _request_timeout=self.timeout,
+                _content_type="application/merge-patch+json",
+            )
         except ApiException as exc:
             if exc.status == 409:
                 raise StoreConflict(
                     f"checkpoint {self.name} was changed by someone else since it was read; not overwriting it"
                 ) from None
+            if exc.status == 404 and _is_status(exc.body):
+                raise StoreError(self._missing()) from None
             raise StoreError(self._explain("write", exc)) from None
-        return str(json.loads(resp.data)["metadata"]["resourceVersion"])
+        except HTTPError as exc:
+            raise StoreError(f"cannot write checkpoint {self.name}: cannot reach the Kubernetes API: "
+                             f"{type(exc).__name__}") from None
+        return str(self._json(resp.data, "write")["metadata"]["resourceVersion"])
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            resp = self.core.read_namespaced_config_map(
+                self.cm, self.namespace, _preload_content=False, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            # A 404 from something that is not the API server (an ingress, a proxy) is no answer at all.
+            if exc.status == 404 and _is_status(exc.body):
+                raise StoreError(self._missing()) from None
+            raise StoreError(self._explain("read", exc)) from None
+        except HTTPError as exc:
+            raise StoreError(f"cannot read checkpoint {self.name}: cannot reach the Kubernetes API: "
+                             f"{type(exc).__name__}") from None
+        return self._json(resp.data, "read")
+
+    def _json(self, body: bytes, verb: str) -> dict[str, Any]:
+        try:
+            obj = json.loads(body)
+            if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
+                return obj
+        except ValueError:
+            pass
+        raise StoreError(f"cannot {verb} checkpoint {self.name}: the answer is not a Kubernetes object "
+                         f"({_describe(body)}); is --kubeconfig pointing at a proxy instead of the API server?")
+
+    def _missing(self) -> str:
+        return (f"checkpoint {self.name}: ConfigMap {self.namespace}/{self.cm} does not exist (or namespace "
+                f"{self.namespace} does not); the job never creates it: `kubectl apply -f cronjob.yaml`, or "
+                f"`kubectl -n {self.namespace} create configmap {self.cm}`; or fix --state")
 
     def _explain(self, verb: str, exc: ApiException) -> str:
-        try:
-            message = json.loads(exc.body)["message"]
-        except (TypeError, ValueError, KeyError):
-            message = exc.reason
         hint = ""
         if exc.status == 403:
-            hint = f"; grant get and update on configmaps/{self.cm} in {self.namespace} (see cronjob.yaml)"
-        return f"cannot {verb} checkpoint {self.name}: HTTP {exc.status}: {message}{hint}"
+            hint = f"; grant get and patch on configmaps/{self.cm} in {self.namespace} (see cronjob.yaml)"
+        return f"cannot {verb} checkpoint {self.name}: HTTP {exc.status}: {_message(exc)}{hint}"
+
+
+def _b64(value: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise CheckpointCorrupt(f"checkpoint {where} is not valid base64; restore a good copy, or start over "
+                                "with --reset-checkpoint") from None
+
+
+def _is_status(body: Any) -> bool:
+    """True for the apiserver's own error answer (a Status object), not a proxy's page."""
+    try:
+        obj = json.loads(body)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(obj, dict) and obj.get("kind") == "Status"
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        obj = json.loads(exc.body)
+        if isinstance(obj, dict) and isinstance(obj.get("message"), str):
+            return str(obj["message"])
+    except (TypeError, ValueError):
+        pass
+    return f"{exc.reason or 'no reason given'} ({_describe(exc.body)}; not from the Kubernetes API: a proxy in the way?)"
+
+
+def _describe(body: Any) -> str:
+    """A few words about an answer that is not JSON, never the answer itself (it can be a whole page)."""
+    raw = body if isinstance(body, bytes) else str(body or "").encode()
+    if not raw.strip():
+        return "an empty body"
+    if raw.lstrip()[:1] == b"<":
+        m = _TITLE.search(raw[:65536])
+        title = " ".join(m.group(1).decode("utf-8", "replace").split())[:80] if m else ""
+        return f"an HTML page titled {title!r}" if title else "an HTML page"
+    return f"{len(raw)} bytes that are not JSON"

@@ -345,7 +345,7 @@ def test_api_409_on_the_checkpoint_save_fails_without_overwriting_and_next_run_c
         h: Harness) -> None:
     before = first_run(h)
     seed(h, 8)
-    h.kube.fail("PUT", CM_PATH, 409)
+    h.kube.fail("PATCH", CM_PATH, 409)
     assert h.run() == 1
     msg = one_error(h)
     assert "configmap://loki-event-sync/loki-event-sync-checkpoint" in msg
@@ -631,7 +631,7 @@ def _arrange(name: str, h: Harness, s3: S3) -> None:
     elif name == "api 403 on list":
         kube.forbid("list", "events")
     elif name == "api 409 on save":
-        kube.fail("PUT", CM_PATH, 409)
+        kube.fail("PATCH", CM_PATH, 409)
     elif name == "lease stolen":
         kube.on_request = once(is_events_list, lambda: kube.put_object("leases", lease_object("thief", now())))
     elif name == "s3 412":

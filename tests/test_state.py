@@ -1,16 +1,20 @@
 """The checkpoint format and the three stores, each through its real backend over HTTP."""
 from __future__ import annotations
 
+import os
 import random
+import stat
+import threading
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from state import Checkpoint, CheckpointCorrupt, StoreConflict, StoreError, decode, encode, open_store
 from state.configmap import LIMIT, ConfigMapStore
 from state.file import FileStore
+from tests.htmlpage import HtmlPage
 from tests.kubeapi import KubeAPI
 
 W = 1_795_600_000
@@ -54,38 +58,182 @@ def test_truncated_body_of_a_real_checkpoint_is_corrupt() -> None:
 
 
 def test_file_store_writes_atomically_and_refuses_a_stale_version(tmp_path: Path) -> None:
-    store = FileStore(str(tmp_path / "sub" / "cp"))
+    store = FileStore(str(tmp_path / "cp"))
     assert store.load() == (None, None)
     v1 = store.save(b"one", None)
     assert store.load() == (b"one", v1)
     with pytest.raises(StoreConflict):
         store.save(b"two", None)
     store.save(b"two", v1)
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["cp"]  # no temp files left behind
+    # No temporary files left behind; the lock file stays (removing it would race a waiter).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cp.lock", "cp"]
+
+
+def test_file_store_two_writers_from_one_version_never_both_succeed(tmp_path: Path) -> None:
+    """Two runs without a Lease: whatever the interleaving, the second to save gets StoreConflict."""
+    store = FileStore(str(tmp_path / "cp"))
+    version = store.save(b"start", None)
+    for round_ in range(40):
+        gate = threading.Barrier(2)
+        results: list[str] = []
+
+        def save(payload: bytes) -> None:
+            gate.wait()
+            try:
+                FileStore(str(tmp_path / "cp")).save(payload, version)
+                results.append("ok")
+            except StoreConflict:
+                results.append("conflict")
+
+        threads = [threading.Thread(target=save, args=(f"{round_}-{i}".encode() * 5000,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == ["conflict", "ok"], f"round {round_}: {results}"
+        data, version = store.load()
+        assert data in (f"{round_}-0".encode() * 5000, f"{round_}-1".encode() * 5000)
+
+
+def test_file_url_keeps_question_marks_and_hashes_in_the_path(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}/cp?v=1#a", kube=lambda: None)
+    store.save(b"x", None)
+    assert (tmp_path / "cp?v=1#a").read_bytes() == b"x"
+    assert store.name == f"file://{tmp_path}/cp?v=1#a"
+
+
+def test_file_store_writes_through_a_symlink_to_its_target(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "cp").symlink_to(real / "checkpoint")
+    store = FileStore(str(tmp_path / "cp"))
+    v1 = store.save(b"one", None)
+    store.save(b"two", v1)
+    assert (tmp_path / "cp").is_symlink()
+    assert (real / "checkpoint").read_bytes() == b"two"
+
+
+@pytest.mark.timeout(10)
+def test_file_store_refuses_a_fifo_at_once_instead_of_hanging(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "cp")
+    store = FileStore(str(tmp_path / "cp"))
+    with pytest.raises(StoreError, match="is a FIFO, not a regular file"):
+        store.load()
+    with pytest.raises(StoreError, match="is a FIFO"):
+        store.save(b"x", None)
+    assert stat.S_ISFIFO(os.stat(tmp_path / "cp").st_mode)  # never replaced
+
+
+def test_file_store_in_a_missing_directory_is_an_error_not_a_first_run(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path / "typo" / "cp"))
+    with pytest.raises(StoreError, match="directory .*typo does not exist; create it"):
+        store.load()
+    with pytest.raises(StoreError, match="does not exist"):
+        store.save(b"x", None)
+    assert not (tmp_path / "typo").exists()
+
+
+# --- ConfigMap through the kubernetes client against the API test server ---------------------------
+
+OTHERS = {"labels": {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/name": "loki-event-sync"},
+          "annotations": {"meta.helm.sh/release-name": "les", "meta.helm.sh/release-namespace": "ns",
+                          "argocd.argoproj.io/tracking-id": "les:/ConfigMap:ns/cp",
+                          "kubectl.kubernetes.io/last-applied-configuration": '{"kind":"ConfigMap"}'}}
 
 
 @pytest.fixture
-def cm_store(tmp_path: Path) -> Iterator[ConfigMapStore]:
+def cm_api(tmp_path: Path) -> Iterator[tuple[KubeAPI, Any]]:
     from kubernetes import config
 
     with KubeAPI() as api:
         path = api.write_kubeconfig(str(tmp_path / "kc"))
-        yield ConfigMapStore(config.new_client_from_config(config_file=path, persist_config=False), "ns", "cp")
+        yield api, config.new_client_from_config(config_file=path, persist_config=False)
 
 
-def test_configmap_store_creates_then_updates_with_resource_version(cm_store: ConfigMapStore) -> None:
-    assert cm_store.load() == (None, None)
-    v1 = cm_store.save(b"\x00one", None)
+@pytest.fixture
+def cm_store(cm_api: tuple[KubeAPI, Any]) -> ConfigMapStore:
+    api, client = cm_api
+    api.put_object("configmaps", {"metadata": {"name": "cp", "namespace": "ns", **OTHERS},
+                                  "data": {"settings": "keep me"}})
+    return ConfigMapStore(client, "ns", "cp")
+
+
+def test_configmap_store_patches_its_key_with_resource_version_and_keeps_the_rest(
+        cm_store: ConfigMapStore, cm_api: tuple[KubeAPI, Any]) -> None:
+    api = cm_api[0]
+    data, v0 = cm_store.load()
+    assert data is None and v0  # present, no key yet: a first run, with a precondition all the same
+    v1 = cm_store.save(b"\x00one", v0)
     assert cm_store.load() == (b"\x00one", v1)
     v2 = cm_store.save(b"two", v1)
     with pytest.raises(StoreConflict):
         cm_store.save(b"three", v1)
     assert cm_store.load() == (b"two", v2)
+    obj = api.get_object("configmaps", "ns", "cp") or {}
+    assert {k: obj["metadata"].get(k) for k in OTHERS} == OTHERS
+    assert obj["data"] == {"settings": "keep me"}
+    assert not [r for r in api.requests if r[0] in ("PUT", "POST")]
+
+
+def test_configmap_store_save_without_version_refuses_a_key_someone_wrote(cm_store: ConfigMapStore) -> None:
+    v1 = cm_store.save(b"first", None)  # the key is missing: the read version is the precondition
+    with pytest.raises(StoreConflict):
+        cm_store.save(b"second", None)
+    assert cm_store.load() == (b"first", v1)
+
+
+def test_configmap_store_never_creates_a_missing_configmap(cm_api: tuple[KubeAPI, Any]) -> None:
+    api, client = cm_api
+    store = ConfigMapStore(client, "ns", "missing")
+    for call in (store.load, lambda: store.save(b"x", None), lambda: store.save(b"x", "1234")):
+        with pytest.raises(StoreError, match=r"ConfigMap ns/missing does not exist .*kubectl -n ns create configmap "
+                                             r"missing"):
+            call()
+    assert api.get_object("configmaps", "ns", "missing") is None
+
+
+def test_configmap_store_hands_an_empty_key_to_the_decoder_instead_of_calling_it_absent(
+        cm_api: tuple[KubeAPI, Any]) -> None:
+    api, client = cm_api
+    api.put_object("configmaps", {"metadata": {"name": "cp", "namespace": "ns"}, "binaryData": {"checkpoint": ""}})
+    data, _ = ConfigMapStore(client, "ns", "cp").load()
+    assert data == b""
+    with pytest.raises(CheckpointCorrupt, match="truncated"):
+        decode(data, "x")
+
+
+def test_configmap_store_refuses_a_text_checkpoint_key(cm_api: tuple[KubeAPI, Any]) -> None:
+    api, client = cm_api
+    api.put_object("configmaps", {"metadata": {"name": "cp", "namespace": "ns"}, "data": {"checkpoint": "LESC"}})
+    with pytest.raises(CheckpointCorrupt, match="holds data.checkpoint .text., not binaryData.checkpoint"):
+        ConfigMapStore(client, "ns", "cp").load()
+
+
+def test_configmap_store_leaves_room_for_the_other_keys(cm_store: ConfigMapStore) -> None:
+    cm_store.load()
+    assert cm_store.max_bytes == LIMIT - len("keep me")
 
 
 def test_configmap_store_reports_the_size_limit(cm_store: ConfigMapStore) -> None:
+    _, v0 = cm_store.load()
     with pytest.raises(StoreError, match="1048576"):
-        cm_store.save(b"x" * (LIMIT + 1), None)
+        cm_store.save(b"x" * (LIMIT + 1), v0)
+
+
+@pytest.mark.parametrize("status", [502, 404, 200])
+def test_configmap_store_behind_an_html_page_says_so_in_one_line(status: int, tmp_path: Path) -> None:
+    from kubernetes import config
+
+    with HtmlPage(status) as page:
+        client = config.new_client_from_config(config_file=page.write_kubeconfig(str(tmp_path / "kc")),
+                                               persist_config=False)
+        with pytest.raises(StoreError) as err:
+            ConfigMapStore(client, "ns", "cp").load()
+    msg = str(err.value)
+    assert "\n" not in msg and "<" not in msg and "does not exist" not in msg
+    assert "HTML page titled '502 Bad Gateway'" in msg
+    if status != 200:
+        assert f"HTTP {status}" in msg
 
 
 # --- S3 through boto3 against moto in server mode --------------------------------------------------

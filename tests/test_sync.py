@@ -95,7 +95,7 @@ def test_new_style_series_events_use_series_count_and_last_observed_time(h: Harn
 
 def test_crash_between_push_and_save_resends_identical_lines_that_loki_drops(h: Harness) -> None:
     seed(h, 40)
-    h.kube.fail("PUT", CM_PATH, 500, times=1)  # pushed, then the save fails: as if killed in between
+    h.kube.fail("PATCH", CM_PATH, 500, times=1)  # pushed, then the save fails: as if killed in between
     assert h.run() == 1
     assert checkpoint_bytes(h) is None
     assert len(h.loki.entries()) == 40
@@ -188,7 +188,7 @@ def test_410_in_the_middle_of_a_list_restarts_and_loses_nothing(h: Harness) -> N
 
 def test_configmap_409_fails_without_overwriting_and_the_next_run_catches_up(h: Harness) -> None:
     seed(h, 8)
-    h.kube.fail("PUT", CM_PATH, 409, times=1)
+    h.kube.fail("PATCH", CM_PATH, 409, times=1)
     assert h.run() == 1
     assert "changed by someone else" in h.stderr
     assert checkpoint_bytes(h) is None
