@@ -19,7 +19,8 @@ from job.filters import Filters
 
 DEFAULT_LEASE_NAME = "loki-event-sync"
 DEFAULT_CHECKPOINT_CONFIGMAP = "loki-event-sync-checkpoint"
-DEFAULT_FILE_STATE = "file://.loki-event-sync/checkpoint"
+# The install's namespace: the default for the Lease and the checkpoint, off-cluster too.
+DEFAULT_NAMESPACE = "loki-event-sync"
 MiB = 1024 * 1024
 
 
@@ -33,7 +34,7 @@ class Config:
     loki_bearer_token_file: str = ""
     loki_ca_file: str = ""
     insecure_skip_tls_verify: bool = False
-    state: str = ""  # "" = in-cluster ConfigMap or local file, decided once the namespace is known
+    state: str = ""  # "" = the checkpoint ConfigMap in the job's namespace, decided once that is known
     s3_endpoint_url: str = ""
     reset_checkpoint: bool = False
     kubeconfig: str = ""
@@ -295,14 +296,16 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
           show="in-cluster, then ~/.kube/config")
     _flag(g, "context", env, "kubeconfig context", default="", show="the current context")
     _flag(g, "namespace", env, "the job's own namespace, for the Lease and the default checkpoint ConfigMap",
-          default="", type=k8s_name, show="the service account's namespace, else the context's")
+          default="", type=k8s_name,
+          show=f"the service account's in a cluster, else {DEFAULT_NAMESPACE} (never the kubeconfig context's)")
     _flag(g, "api-timeout", env, "timeout of each Kubernetes API call", default=30.0, type=duration, show="30s")
 
     store = _Parser(add_help=False)
     g = store.add_argument_group("checkpoint")
     _flag(g, "state", env, "checkpoint store: configmap://NAMESPACE/NAME, s3://BUCKET/KEY or file://PATH",
           default="", type=state_url,
-          show=f"configmap://<namespace>/{DEFAULT_CHECKPOINT_CONFIGMAP} in a cluster, else {DEFAULT_FILE_STATE}")
+          show=f"configmap://<namespace>/{DEFAULT_CHECKPOINT_CONFIGMAP}, in a cluster and off it; a local file only "
+          "when asked for; none for --from-file --dry-run")
     _flag(g, "s3-endpoint-url", env, "S3-compatible endpoint (MinIO ...); credentials come from boto3's chain",
           default="", type=http_url, show="AWS")
 

@@ -5,18 +5,21 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import msgspec
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from job.cmd import UsageError
 from job.events import Page
 
 log = logging.getLogger(__name__)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
 
 
 class KubeError(Exception):
@@ -40,50 +43,126 @@ def api_client(kubeconfig: str, context: str) -> client.ApiClient:
         )
     except (config.ConfigException, OSError) as exc:
         raise KubeError(f"no usable Kubernetes config: {exc}; pass --kubeconfig/--context, or run in a cluster") from None
-    # A tokenFile written by `echo` ends in a newline; kubectl strips it, while http.client refuses
-    # the header and prints the token in its error. The client re-sets the key before every request.
-    cfg = api.configuration
-    refresh = cfg.refresh_api_key_hook
-
-    def strip_tokens(c: client.Configuration) -> None:
-        if refresh is not None:
-            refresh(c)
-        for key, value in list((c.api_key or {}).items()):
-            c.api_key[key] = value.strip()
-
-    cfg.refresh_api_key_hook = strip_tokens
-    strip_tokens(cfg)
     return api
 
 
+def guard_tokens(cfg: client.Configuration, learn: Callable[[str], None]) -> None:
+    """Clean and check every bearer token before the client sends it, and hand each to ``learn``.
+
+    The client calls ``refresh_api_key_hook`` before every request; the in-cluster loader's hook re-reads
+    the rotated service account token there (every minute), and both loaders re-install their own hook
+    on each call, so ours wraps whatever hook is current each time. As kubectl does, surrounding
+    whitespace is stripped (a tokenFile written by `echo` ends in a newline). A newline or CR inside a
+    token would make http.client refuse the header with the token in its message: that is a
+    configuration error here, exit 2, and the message never holds the token. ``learn`` (the log
+    redactor) sees every token the client will send, the rotated ones too.
+    """
+    inner = cfg.refresh_api_key_hook
+
+    def hook(c: client.Configuration) -> None:
+        nonlocal inner
+        if inner is not None:
+            inner(c)
+            if c.refresh_api_key_hook is not hook:  # the loader re-installed itself: keep ours in front
+                inner = c.refresh_api_key_hook
+                c.refresh_api_key_hook = hook
+        for key, value in list((c.api_key or {}).items()):
+            if not isinstance(value, str):
+                continue
+            clean = value.strip()
+            scheme, _, token = clean.partition(" ")
+            if scheme.lower() == "bearer":
+                # The loaders prefix the raw token: "Bearer " + "  tok\n" must become "Bearer tok".
+                token = token.strip()
+                clean = f"{scheme} {token}"
+            if "\n" in clean or "\r" in clean:
+                raise UsageError(
+                    "the Kubernetes token (kubeconfig token or tokenFile, or the service account token file) "
+                    "holds a line break inside it; write it on one line"
+                )
+            c.api_key[key] = clean
+            learn(clean)
+            if scheme.lower() == "bearer":
+                learn(token)
+
+    cfg.refresh_api_key_hook = hook
+    hook(cfg)
+
+
 def credentials(api: client.ApiClient) -> list[str]:
-    """The bearer token and client key the client will send, for the log redactor."""
+    """The bearer token, basic-auth password and client key the client will send, for the log redactor."""
     cfg = api.configuration
     found = [cfg.password or ""]
     for value in (cfg.api_key or {}).values():
-        found += [value, value.removeprefix("Bearer ").strip()]
+        scheme, _, token = value.partition(" ")
+        found += [value, token.strip() if scheme.lower() in ("bearer", "basic") else ""]
     return [t for t in found if t]
 
 
-def own_namespace(kubeconfig: str, context: str) -> str:
-    """The service account's namespace in a cluster, else the kubeconfig context's, else default."""
+def own_namespace(kubeconfig: str, default: str) -> str:
+    """The service account's namespace in a cluster, else ``default`` (the install's).
+
+    Off-cluster the kubeconfig context's namespace is deliberately not used: it is usually `default`
+    or a team's namespace, and the job's Lease and checkpoint live in the install's namespace.
+    """
     if in_cluster() and not kubeconfig:
-        with open(f"{SA_DIR}/namespace", encoding="utf-8") as f:
-            return f.read().strip()
+        try:
+            with open(f"{SA_DIR}/namespace", encoding="utf-8") as f:
+                return f.read().strip() or default
+        except OSError:
+            return default
+    return default
+
+
+def is_status(body: object) -> bool:
+    """True when an error answer is the apiserver's own Status object, not a proxy's page."""
     try:
-        contexts, current = config.list_kube_config_contexts(config_file=kubeconfig or None)
-    except (config.ConfigException, OSError):
-        return "default"
-    chosen = next((c for c in contexts if c["name"] == context), current) if context else current
-    return (chosen or {}).get("context", {}).get("namespace") or "default"
+        obj = json.loads(body)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return isinstance(obj, dict) and obj.get("kind") == "Status"
+
+
+def read_object(body: bytes, what: str) -> dict[str, Any]:
+    """Parse a 2xx answer that must be a Kubernetes object; anything else is one clear line."""
+    try:
+        obj = json.loads(body)
+        if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
+            return obj
+    except ValueError:
+        pass
+    raise KubeError(f"{what}: the answer is not a Kubernetes object ({describe_body(body)}); "
+                    "is the kubeconfig's server a proxy or a web page instead of the API server?")
+
+
+def describe_body(body: object) -> str:
+    """A few words about an answer that is not JSON, never the answer itself (it can be a whole page)."""
+    raw = body if isinstance(body, bytes) else str(body or "").encode()
+    if not raw.strip():
+        return "an empty body"
+    if raw.lstrip()[:1] == b"<":
+        m = _TITLE.search(raw[:65536])
+        title = " ".join(m.group(1).decode("utf-8", "replace").split())[:80] if m else ""
+        return f"an HTML page titled {title!r}" if title else "an HTML page"
+    return f"{len(raw)} bytes that are not JSON"
 
 
 def explain(exc: ApiException, what: str) -> str:
-    """One line from an API error: the server's message, plus the fix for the usual causes."""
+    """One line from an API error: the server's message, plus the fix for the usual causes.
+
+    A proxy or load balancer in front of the API server answers with its own page (HTML, often a
+    whole document): only the status, its reason and the page's title are shown.
+    """
+    message = ""
     try:
-        message = json.loads(exc.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        message = exc.reason or "no message"
+        obj = json.loads(exc.body)
+        if isinstance(obj, dict) and isinstance(obj.get("message"), str):
+            message = obj["message"]
+    except (TypeError, ValueError):
+        pass
+    if not message:
+        message = (f"{exc.reason or 'no reason given'} ({describe_body(exc.body)}, not an answer of the "
+                   "Kubernetes API: a proxy or load balancer in the way?)")
     hint = ""
     if exc.status == 403:
         hint = "; the service account lacks this permission: apply the RBAC in cronjob.yaml"

@@ -6,6 +6,12 @@ compare-and-swap on the Lease's resourceVersion is the only real lock.
 Expiry is judged as renewTime + leaseDurationSeconds + a skew allowance against the local clock
 (5 s, or the duration itself when that is shorter). client-go instead watches the record for a full
 duration, which a short-lived job cannot afford; the allowance covers clocks that disagree a little.
+
+The install creates the Lease; a missing one fails the run (exit 1) with the command that creates it,
+because the job's own namespace is a setting and a typo must not create Leases wherever it points.
+Releasing writes holderIdentity "" and leaseDurationSeconds 1, as client-go does. SIGTERM can land
+between sending the taking write and reading its answer; the write may then have been applied, so
+release() after such an acquire reads the Lease and clears it if the holder is us.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from kubernetes.client import ApiClient, CoordinationV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from job.kube import KubeError, explain
+from job.kube import KubeError, explain, is_status, read_object
 
 log = logging.getLogger(__name__)
 SKEW_S = 5.0
@@ -37,6 +43,14 @@ def _parse(value: str | None) -> dt.datetime | None:
 
 
 class Lease:
+    """Acquire, renew, check and release one Lease by compare-and-swap.
+
+    Every write is a JSON merge patch of spec fields alone, carrying metadata.resourceVersion as the
+    precondition (a stale one gets 409, as a PUT would), so the labels and annotations GitOps tools
+    and Helm put on the Lease are never touched. RBAC: get and patch on this resourceName; the Lease
+    is created by the install, never here (create cannot be limited to one name).
+    """
+
     def __init__(self, api: ApiClient, namespace: str, name: str, identity: str, duration_s: float,
                  clock: Callable[[], dt.datetime], timeout: float = 30.0) -> None:
         self.api = CoordinationV1Api(api)
@@ -48,6 +62,10 @@ class Lease:
         self.timeout = timeout
         self.obj: dict[str, Any] | None = None
         self.lost = False
+        # True from the moment the taking write is sent until its answer is read: if the run is
+        # interrupted (SIGTERM) or the answer is lost in between, the write may still have landed,
+        # and release() must look and clear the Lease if it is ours.
+        self._pending = False
         self._lock = threading.Lock()
 
     @property
@@ -57,27 +75,28 @@ class Lease:
     def acquire(self) -> str | None:
         """Take the Lease; return None on success, or why another run holds it."""
         current = self._get()
-        now = self.clock()
         if current is None:
-            body = self._body(None, now, transitions=0)
-            try:
-                self.obj = self._call(self.api.create_namespaced_lease, self.namespace, body)
-                return None
-            except _Conflict:
-                current = self._get()
-                if current is None:
-                    return f"{self.where} is being created by another run"
+            raise KubeError(self._missing())
+        now = self.clock()
         spec = current.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         ends = self._expiry(spec)
         if holder and holder != self.identity and ends is not None and ends > now:
             return f"{self.where} is held by {holder} until {micro_time(ends)}"
         transitions = int(spec.get("leaseTransitions") or 0) + (1 if holder != self.identity else 0)
-        body = self._body(current, now, transitions)
+        self._pending = True
         try:
-            self.obj = self._call(self.api.replace_namespaced_lease, self.name, self.namespace, body)
+            self.obj = self._patch(current["metadata"]["resourceVersion"], {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": self.duration_s,
+                "acquireTime": micro_time(now),
+                "renewTime": micro_time(now),
+                "leaseTransitions": transitions,
+            })
         except _Conflict:
+            self._pending = False  # a 409 is an answer: our write did not land
             return f"{self.where} was taken by another run a moment ago"
+        self._pending = False
         if holder and holder != self.identity:
             log.warning("took over expired %s from %s", self.where, holder)
         return None
@@ -86,13 +105,11 @@ class Lease:
         with self._lock:
             if self.obj is None or self.lost:
                 return False
-            body = json.loads(json.dumps(self.obj))
-            body["spec"]["renewTime"] = micro_time(self.clock())
             try:
-                self.obj = self._call(self.api.replace_namespaced_lease, self.name, self.namespace, body)
+                self.obj = self._patch_ours(self.obj, {"renewTime": micro_time(self.clock())})
                 return True
             except (_Conflict, KubeError) as exc:
-                log.error("lost %s while renewing it: %s", self.where, exc)
+                log.error("lost %s while renewing it: %s", self.where, str(exc) or "another run holds it now")
                 self.lost = True
                 return False
 
@@ -106,22 +123,29 @@ class Lease:
             except KubeError as exc:
                 log.error("cannot confirm %s is still ours: %s", self.where, exc)
                 return False
-            held = bool(current) and (current.get("spec") or {}).get("holderIdentity") == self.identity
+            held = bool(current) and _holder(current) == self.identity
             if not held:
                 self.lost = True
             return held
 
     def release(self) -> None:
+        """Give the Lease up; also after an interrupted acquire whose write may have landed."""
         with self._lock:
-            if self.obj is None or self.lost:
+            if self.lost or (self.obj is None and not self._pending):
                 return
-            body = json.loads(json.dumps(self.obj))
-            body["spec"].update({"holderIdentity": "", "leaseDurationSeconds": 1})
             try:
-                self._call(self.api.replace_namespaced_lease, self.name, self.namespace, body)
-            except (_Conflict, KubeError) as exc:
-                log.warning("could not release %s (it expires on its own): %s", self.where, exc)
-            self.obj = None
+                current = self.obj
+                if current is None:  # the acquire was cut short: look whether its write landed
+                    current = self._get()
+                    if current is None or _holder(current) != self.identity:
+                        return
+                self._patch_ours(current, {"holderIdentity": "", "leaseDurationSeconds": 1})
+            except (_Conflict, _NotFound, KubeError) as exc:
+                log.warning("could not release %s (it expires on its own): %s", self.where,
+                            str(exc) or "another run holds it now")
+            finally:
+                self.obj = None
+                self._pending = False
 
     def _expiry(self, spec: dict[str, Any]) -> dt.datetime | None:
         renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
@@ -130,22 +154,31 @@ class Lease:
         duration = int(spec.get("leaseDurationSeconds") or 0)
         return renewed + dt.timedelta(seconds=duration + min(SKEW_S, duration))
 
-    def _body(self, current: dict[str, Any] | None, now: dt.datetime, transitions: int) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
-        if current is not None:
-            meta["resourceVersion"] = current["metadata"]["resourceVersion"]
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": meta,
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": self.duration_s,
-                "acquireTime": micro_time(now),
-                "renewTime": micro_time(now),
-                "leaseTransitions": transitions,
-            },
-        }
+    def _missing(self) -> str:
+        body = json.dumps({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                           "metadata": {"name": self.name, "namespace": self.namespace}}, separators=(",", ":"))
+        return (f"{self.where} does not exist (or namespace {self.namespace} does not: check --namespace); "
+                f"the job never creates it: `kubectl apply -f cronjob.yaml` creates the install, or create the "
+                f"Lease alone with `kubectl create -f- <<<'{body}'`")
+
+    def _patch_ours(self, current: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        """Patch our Lease at the version we hold. A 409 whose fresh read still shows us as holder
+        means someone changed only metadata (a GitOps sync adding a label): patch that version."""
+        rv = current["metadata"]["resourceVersion"]
+        for _ in range(3):
+            try:
+                return self._patch(rv, spec)
+            except _Conflict:
+                fresh = self._get()
+                if fresh is None or _holder(fresh) != self.identity:
+                    raise
+                rv = fresh["metadata"]["resourceVersion"]
+        raise _Conflict()
+
+    def _patch(self, resource_version: str, spec: dict[str, Any]) -> dict[str, Any]:
+        patch = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
+        return self._call(self.api.patch_namespaced_lease, self.name, self.namespace, patch,
+                          _content_type="application/merge-patch+json")
 
     def _get(self) -> dict[str, Any] | None:
         try:
@@ -153,21 +186,26 @@ class Lease:
         except _NotFound:
             return None
 
-    def _call(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+    def _call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:
         try:
-            resp = fn(*args, _preload_content=False, _request_timeout=self.timeout)
+            resp = fn(*args, _preload_content=False, _request_timeout=self.timeout, **kw)
         except ApiException as exc:
-            if exc.status == 404:
+            # Only the apiserver's own Status means "no such Lease"; a proxy's 404 page means nothing.
+            if exc.status == 404 and is_status(exc.body):
                 raise _NotFound() from None
             if exc.status == 409:
                 raise _Conflict() from None
             hint = ""
             if exc.status == 403:
-                hint = f" (grant get and update on leases/{self.name} in {self.namespace}, see cronjob.yaml)"
+                hint = f" (grant get and patch on leases/{self.name} in {self.namespace}, see cronjob.yaml)"
             raise KubeError(explain(exc, f"{self.where}") + hint) from None
         except HTTPError as exc:
             raise KubeError(f"{self.where}: cannot reach the Kubernetes API: {type(exc).__name__}") from None
-        return json.loads(resp.data)
+        return read_object(resp.data, self.where)
+
+
+def _holder(obj: dict[str, Any]) -> str:
+    return str((obj.get("spec") or {}).get("holderIdentity") or "")
 
 
 class _NotFound(Exception):

@@ -72,7 +72,14 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
     if cfg.command == "status":
         from job.status import status
 
-        info = status(cfg, d)
+        from job.kube import KubeError
+        from state import StoreError
+
+        try:
+            info = status(cfg, d)
+        except (KubeError, StoreError) as exc:  # a missing store, namespace or object: exit 1, one line
+            log.error("status failed: %s", exc)
+            return EXIT_FAILED
         if cfg.output == "json":
             d.stdout.write(json.dumps(info, indent=2) + "\n")
         else:

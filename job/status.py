@@ -1,4 +1,11 @@
-"""`status`: what the checkpoint says, without listing anything or taking the Lease."""
+"""`status`: what the checkpoint says, without listing anything or taking the Lease.
+
+Two answers that must never look alike: a store whose container is missing (the ConfigMap, its
+namespace, the S3 bucket, the file's directory) raises StoreError, so `status` fails with exit 1 and
+one line: a typo in --state or --namespace is not a first run. A present store with no checkpoint in
+it yet (the ConfigMap without the key, no S3 object, no file) is ``exists: False`` with exit 0: the
+install is right and the first run has not finished.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -15,7 +22,8 @@ def status(cfg: Config, deps: Deps) -> dict[str, Any]:
     store = Connections(cfg, deps.redactor).store()
     data, _ = store.load()
     if data is None:
-        return {"store": store.name, "exists": False}
+        return {"store": store.name, "exists": False,
+                "note": "the store is there, but no run has saved a checkpoint in it yet"}
     cp = decode(data, store.name)
     now_ns = to_ns(deps.clock.now())
     ago = (now_ns - cp.last_success_ns) // NS if cp.last_success_ns else None

@@ -32,16 +32,18 @@ def run(cfg: Config, deps: Deps, s: Summary) -> int:
     store = conn.store()
     uses_api = not cfg.from_file or conn.state_url().startswith("configmap:")
     lease: Lease | None = None
-    if not cfg.dry_run and uses_api:
-        lease = Lease(conn.api(), conn.namespace(), cfg.lease_name, deps.holder(), cfg.lease_duration,
-                      deps.clock.now, cfg.api_timeout)
-        holder = lease.acquire()
-        if holder is not None:
-            if backfill:  # a backfill Job that did nothing must not look like a success
-                raise RunFailed(f"{holder}; the backfill did not run: retry once that run has finished")
-            log.info("skipping this run: %s", holder)
-            return 0
+    # The finally covers the acquire too: a SIGTERM while the taking write is in flight may leave it
+    # applied, and release() then clears the Lease if it turns out to be ours.
     try:
+        if not cfg.dry_run and uses_api:
+            lease = Lease(conn.api(), conn.namespace(), cfg.lease_name, deps.holder(), cfg.lease_duration,
+                          deps.clock.now, cfg.api_timeout)
+            holder = lease.acquire()
+            if holder is not None:
+                if backfill:  # a backfill Job that did nothing must not look like a success
+                    raise RunFailed(f"{holder}; the backfill did not run: retry once that run has finished")
+                log.info("skipping this run: %s", holder)
+                return 0
         with Renewer(lease) if lease else contextlib.nullcontext():
             return _run_locked(cfg, deps, conn, store, lease, started, backfill, s)
     finally:

@@ -1071,8 +1071,10 @@ class KubeAPI:
         token = self.token
         if token is None:
             return
-        scheme, _, value = (headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or value.strip() != token:
+        # As kube-apiserver's bearertoken authenticator: trim the header, split on single spaces, and
+        # take the second part, so "Bearer   tok" (a token with leading blanks) is refused.
+        parts = (headers.get("Authorization") or "").strip().split(" ", 2)
+        if len(parts) < 2 or parts[0].lower() != "bearer" or parts[1] != token:
             raise ApiError(401, "Unauthorized")
 
     def _check_rbac(self, verb: str, res: _Resource, namespace: str | None, name: str | None) -> None:

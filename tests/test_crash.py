@@ -44,9 +44,9 @@ class Killer:
             self.lease_gets += 1
             # The second GET is the still-held check: after every push, before the save.
             hit = self.point == "after-push-before-save" and self.lease_gets == 2
-        elif self.point == "mid-save" and method == "PUT" and "/configmaps/" in path:
+        elif self.point == "mid-save" and method == "PATCH" and "/configmaps/" in path:
             hit = True  # the server still applies this PUT: the save lands, the process never knows
-        elif self.point == "before-release" and method == "PUT" and path.startswith(LEASE_PATH):
+        elif self.point == "before-release" and method == "PATCH" and path.startswith(LEASE_PATH):
             hit = self.lease_gets >= 2
         if hit:
             self.fired = True

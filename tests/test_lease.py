@@ -1,0 +1,246 @@
+"""The Lease and the API client's edges: missing objects, HTML instead of the API, tokens, SIGTERM.
+
+Everything runs the job through main() (or a real `python -m job` where a signal is the point)
+against the Kubernetes API test server over HTTP.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from job.kube import guard_tokens
+from job.logs import Redactor
+from state.configmap import ConfigMapStore
+from tests.conftest import NAMESPACE, Harness, legacy_event
+from tests.htmlpage import HtmlPage
+from tests.kubeapi import KubeAPI
+from tests.lokidouble import LokiDouble
+
+ROOT = Path(__file__).resolve().parent.parent
+LEASE = "loki-event-sync"
+LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}"
+
+
+def seed(h: Harness, n: int) -> None:
+    for i in range(n):
+        h.kube.put_event(legacy_event(f"pod-{i}.{i:x}", ns=f"ns-{i % 3}"))
+
+
+def errors(h: Harness) -> list[str]:
+    return [r["msg"] for r in h.logs() if r["level"] == "error"]
+
+
+def one_error(h: Harness) -> str:
+    errs = errors(h)
+    assert len(errs) == 1, h.stderr
+    assert "Traceback" not in h.stderr and "unexpected" not in errs[0], h.stderr
+    return errs[0]
+
+
+def holder(h: Harness) -> str:
+    return str(((h.kube.get_object("leases", NAMESPACE, LEASE) or {}).get("spec") or {}).get("holderIdentity") or "")
+
+
+# --- the job never creates what the install should have -------------------------------------------
+
+
+def test_missing_lease_fails_with_how_to_create_it_and_nothing_is_created(h: Harness) -> None:
+    seed(h, 3)
+    h.kube.delete_object("leases", NAMESPACE, LEASE)
+    assert h.run() == 1
+    msg = one_error(h)
+    assert f"Lease {NAMESPACE}/{LEASE} does not exist" in msg and "kubectl apply -f cronjob.yaml" in msg
+    assert h.kube.get_object("leases", NAMESPACE, LEASE) is None
+    assert not [r for r in h.kube.requests if r[0] != "GET"]
+    assert h.loki.pushes == 0
+
+
+def test_missing_namespace_is_one_line_that_names_it_with_exit_1(h: Harness) -> None:
+    seed(h, 3)
+    assert h.run("run", "--namespace", "nope", state="configmap://nope/loki-event-sync-checkpoint") == 1
+    msg = one_error(h)
+    assert "Lease nope/loki-event-sync does not exist (or namespace nope does not: check --namespace)" in msg
+    assert not [r for r in h.kube.requests if r[0] != "GET"]
+
+
+# --- a proxy's HTML page instead of the API server ------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [502, 404, 200])
+def test_html_from_the_api_server_is_one_line_with_the_status_and_no_page(
+        status: int, loki: LokiDouble, tmp_path: Path) -> None:
+    with HtmlPage(status) as page, KubeAPI() as unused:
+        h = Harness(unused, loki, tmp_path)
+        h.kubeconfig = page.write_kubeconfig(str(tmp_path / "kc-web"))
+        assert h.run() == 1
+        msg = one_error(h)
+        assert "<" not in h.stderr and "nginx" not in h.stderr
+        assert f"Lease {NAMESPACE}/{LEASE}" in msg and "HTML page titled '502 Bad Gateway'" in msg
+        if status != 200:
+            assert f"HTTP {status}" in msg and "proxy" in msg
+        assert "does not exist" not in msg  # a proxy's 404 says nothing about the Lease
+        assert [m for m, _ in page.requests] == ["GET"]  # nothing written on the strength of a web page
+
+
+def test_status_through_an_html_page_fails_in_one_line(loki: LokiDouble, tmp_path: Path) -> None:
+    with HtmlPage(502) as page, KubeAPI() as unused:
+        h = Harness(unused, loki, tmp_path)
+        h.kubeconfig = page.write_kubeconfig(str(tmp_path / "kc-web"))
+        assert h.run(raw=["status", "--kubeconfig", h.kubeconfig]) == 1
+        msg = one_error(h)
+        assert msg.startswith("status failed: cannot read checkpoint") and "HTTP 502: Bad Gateway" in msg
+        assert "<" not in h.stderr
+
+
+# --- the Kubernetes token -----------------------------------------------------------------------
+
+SECRET = "kube-SECRET-eyJhbGciOiJSUzI1NiJ9"
+
+
+@pytest.mark.parametrize("where", ["token", "tokenFile"])
+@pytest.mark.parametrize("brk", ["\n", "\r", "\r\n"])
+def test_token_with_a_line_break_inside_is_exit_2_and_never_printed(
+        where: str, brk: str, loki: LokiDouble, tmp_path: Path) -> None:
+    token = f"{SECRET}{brk}second-half-XYZ"
+    with KubeAPI(token=token) as kube:
+        h = Harness(kube, loki, tmp_path)
+        if where == "token":
+            kube.write_kubeconfig(h.kubeconfig, token=token)
+        else:
+            (tmp_path / "token").write_text(token, newline="")
+            kube.write_kubeconfig(h.kubeconfig, token_file=tmp_path / "token")
+        assert h.run() == 2
+        msg = one_error(h)
+        assert "line break" in msg
+        out = h.stdout + h.stderr
+        assert SECRET not in out and "second-half-XYZ" not in out
+        assert kube.requests == []  # refused before anything was sent
+
+
+def test_token_file_with_surrounding_whitespace_works_on_every_request_as_with_kubectl(
+        loki: LokiDouble, tmp_path: Path) -> None:
+    with KubeAPI(token=SECRET) as kube:
+        kube.put_object("leases", {"metadata": {"name": LEASE, "namespace": NAMESPACE}, "spec": {}})
+        kube.put_object("configmaps", {"metadata": {"name": "loki-event-sync-checkpoint", "namespace": NAMESPACE}})
+        h = Harness(kube, loki, tmp_path)
+        (tmp_path / "token").write_text(f"  {SECRET}\n")  # kube-apiserver would refuse "Bearer   tok"
+        kube.write_kubeconfig(h.kubeconfig, token_file=tmp_path / "token")
+        seed(h, 120)  # three pages: many requests, each must carry the stripped token
+        assert h.run() == 0, h.stderr
+        assert h.summary()["lines"] == 120
+        assert len(kube.requests) > 5
+        assert SECRET not in h.stdout + h.stderr
+
+
+def test_every_rotated_in_cluster_token_is_stripped_and_learnt_by_the_redactor(tmp_path: Path) -> None:
+    """The real in-cluster loader re-reads the token file; each token it hands the client is redacted."""
+    from kubernetes import client
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    tokens = [f"rotated-{i}-token-abcdef" for i in range(3)]
+    with KubeAPI(token=tokens[0]) as kube:
+        kube.put_object("configmaps", {"metadata": {"name": "cp", "namespace": "ns"}})
+        token_file = tmp_path / "token"
+        (tmp_path / "ca.crt").write_text("unused: the test server speaks plain HTTP")
+        token_file.write_text(tokens[0])
+        host, port = kube.url.removeprefix("http://").split(":")
+        loader = InClusterConfigLoader(str(token_file), str(tmp_path / "ca.crt"),
+                                       environ={"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port})
+        loader._token_refresh_period = dt.timedelta(0)  # re-read on every request, not once a minute
+        cfg = client.Configuration()
+        loader.load_and_set(cfg)
+        loader.host = cfg.host = kube.url  # the loader builds https:// and re-sets it on every refresh
+        redactor = Redactor([])
+        guard_tokens(cfg, redactor.add)
+        store = ConfigMapStore(client.ApiClient(cfg), "ns", "cp")
+        for i, token in enumerate(tokens):
+            token_file.write_text(token + "\n")  # a trailing newline, as `echo` leaves it
+            kube.token = token
+            assert store.load()[0] is None  # accepted: the stripped, current token was sent
+        assert redactor(" ".join(tokens)) == "*** *** ***"
+        token_file.write_text("broken\nby-a-line-break-token")
+        with pytest.raises(Exception, match="line break") as err:
+            store.load()
+        assert "by-a-line-break" not in str(err.value)
+
+
+# --- SIGTERM while the Lease is being taken ---------------------------------------------------------
+
+
+class TermDuringAcquire:
+    """From inside the API server: SIGTERM the child while its taking PATCH is in flight, then apply
+    that PATCH anyway, as kube-apiserver does with a request whose client went away."""
+
+    def __init__(self, kube: KubeAPI) -> None:
+        self.kube = kube
+        self.pid = 0
+        self.fired = False
+        self.landed_holder = ""
+
+    def __call__(self, method: str, path: str) -> None:
+        if not self.pid or not path.startswith(LEASE_PATH):
+            return
+        if method == "PATCH" and not self.fired:
+            self.fired = True
+            os.kill(self.pid, signal.SIGTERM)
+            time.sleep(0.5)  # the child unwinds while it waits for this answer
+        elif method == "GET" and self.fired and not self.landed_holder:
+            # Hold the child's next look until the interrupted write has been applied.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                spec = (self.kube.get_object("leases", NAMESPACE, LEASE) or {}).get("spec") or {}
+                if spec.get("holderIdentity"):
+                    self.landed_holder = spec["holderIdentity"]
+                    return
+                time.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_while_the_lease_write_is_in_flight_still_releases_it(h: Harness) -> None:
+    seed(h, 5)
+    term = TermDuringAcquire(h.kube)
+    h.kube.on_request = term
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "job", *h.args("run")], cwd=h.tmp, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    term.pid = proc.pid
+    _, err = proc.communicate(timeout=30)
+    h.kube.on_request = None
+    assert term.fired and term.landed_holder, err  # the taking write did land after the signal
+    assert proc.returncode == 1, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert holder(h) == ""  # the interrupted run found its own write and released it
+    assert h.loki.pushes == 0
+
+
+# --- someone else edits the Lease's metadata during a run -------------------------------------------
+
+
+def test_a_gitops_label_added_mid_run_does_not_cost_the_lease(h: Harness) -> None:
+    seed(h, 60)
+    done: list[bool] = []
+
+    def relabel(method: str, path: str) -> None:
+        if path.startswith("/api/v1/events") and not done:
+            done.append(True)
+            lease: dict[str, Any] = h.kube.get_object("leases", NAMESPACE, LEASE) or {}
+            lease["metadata"].setdefault("labels", {})["argocd.argoproj.io/instance"] = "les"
+            h.kube.put_object("leases", lease)  # a new resourceVersion, same holder
+
+    h.kube.on_request = relabel
+    assert h.run() == 0, h.stderr
+    h.kube.on_request = None
+    assert not [r for r in h.logs() if r["level"] in ("warning", "error")], h.stderr
+    lease = h.kube.get_object("leases", NAMESPACE, LEASE) or {}
+    assert lease["spec"]["holderIdentity"] == ""  # released at the relabelled version
+    assert lease["metadata"]["labels"] == {"argocd.argoproj.io/instance": "les"}
+    assert json.loads(h.stderr.splitlines()[-1])["summary"]["lines"] == 60
