@@ -34,7 +34,7 @@ from state.base import CheckpointCorrupt, StoreConflict, StoreError
 
 KEY = "checkpoint"
 LIMIT = 1_048_576  # data plus decoded binaryData, enforced by the API server
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 class ConfigMapStore:

@@ -1,4 +1,10 @@
-"""A checkpoint in S3 (or MinIO), guarded by conditional writes on the ETag."""
+"""A checkpoint in S3 (or MinIO), guarded by conditional writes on the ETag.
+
+Only S3's own NoSuchKey answer means "no checkpoint yet". botocore names an error by its HTTP
+status alone ("404", "502") when the body is not an S3 error document, which is what a proxy's or
+a web server's HTML page gives: that is an error saying so, never an absent checkpoint. A missing
+bucket (NoSuchBucket) is an error too, so `status` tells a typo from a first run.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -22,9 +28,12 @@ class S3Store:
 
         try:
             obj = self.client.get_object(Bucket=self.bucket, Key=self.key)
+            if "ETag" not in obj:
+                raise StoreError(f"cannot read checkpoint {self.name}: the answer has no ETag, so it is not from S3; "
+                                 "is --s3-endpoint-url an S3 endpoint?")
             return obj["Body"].read(), obj["ETag"]
         except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
+            if _code(exc) == "NoSuchKey":
                 return None, None
             raise StoreError(self._explain("read", exc)) from None
         except BotoCoreError as exc:
@@ -44,6 +53,9 @@ class S3Store:
             raise StoreError(self._explain("write", exc)) from None
         except BotoCoreError as exc:
             raise StoreError(f"cannot write checkpoint {self.name}: {exc}") from None
+        if "ETag" not in resp:
+            raise StoreError(f"cannot write checkpoint {self.name}: the answer has no ETag, so it is not from S3; "
+                             "is --s3-endpoint-url an S3 endpoint?")
         return str(resp["ETag"])
 
     def _explain(self, verb: str, exc: Any) -> str:
@@ -53,6 +65,8 @@ class S3Store:
             "AccessDenied": f"; allow s3:GetObject and s3:PutObject on {self.name}",
             "403": f"; allow s3:GetObject and s3:PutObject on {self.name}",
         }.get(code, "")
+        if code.isdigit() and not hint:  # no S3 error document: botocore could only read the status
+            hint = " (not an S3 error answer: a proxy or web server in the way? check --s3-endpoint-url)"
         return f"cannot {verb} checkpoint {self.name}: {code}: {exc.response.get('Error', {}).get('Message', '')}{hint}"
 
 

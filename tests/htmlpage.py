@@ -15,6 +15,13 @@ PAGE = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title>"
         + b"</body></html>\n")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hangs up on a page it did not want is not news
+
+
 class HtmlPage:
     def __init__(self, status: int = 502, body: bytes = PAGE) -> None:
         self.status = status
@@ -41,8 +48,7 @@ class HtmlPage:
 
             do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)

@@ -24,7 +24,7 @@ LABELS = {"app.kubernetes.io/name": "loki-event-sync", "app.kubernetes.io/manage
           "app.kubernetes.io/instance": "les"}
 
 
-def annotations(kind: str, name: str) -> dict[str, str]:
+def managed_annotations(kind: str, name: str) -> dict[str, str]:
     return {
         "kubectl.kubernetes.io/last-applied-configuration": json.dumps(
             {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": NAMESPACE}}),
@@ -38,11 +38,11 @@ def managed_install(h: Harness) -> None:
     """The install's two objects as a GitOps tool or Helm leaves them."""
     h.kube.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {},
                                  "metadata": {"name": LEASE, "namespace": NAMESPACE, "labels": LABELS,
-                                              "annotations": annotations("Lease", LEASE)}})
+                                              "annotations": managed_annotations("Lease", LEASE)}})
     h.kube.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "data": {"README": "do not edit"},
                                      "binaryData": {"extra.bin": base64.b64encode(b"\x00other").decode()},
                                      "metadata": {"name": CM, "namespace": NAMESPACE, "labels": LABELS,
-                                                  "annotations": annotations("ConfigMap", CM)}})
+                                                  "annotations": managed_annotations("ConfigMap", CM)}})
 
 
 def meta(h: Harness, kind: str, name: str, ns: str = NAMESPACE) -> dict[str, Any]:

@@ -72,12 +72,12 @@ def test_file_store_writes_atomically_and_refuses_a_stale_version(tmp_path: Path
 def test_file_store_two_writers_from_one_version_never_both_succeed(tmp_path: Path) -> None:
     """Two runs without a Lease: whatever the interleaving, the second to save gets StoreConflict."""
     store = FileStore(str(tmp_path / "cp"))
-    version = store.save(b"start", None)
+    version: str | None = store.save(b"start", None)
     for round_ in range(40):
         gate = threading.Barrier(2)
         results: list[str] = []
 
-        def save(payload: bytes) -> None:
+        def save(payload: bytes, gate: threading.Barrier, results: list[str], version: str | None) -> None:
             gate.wait()
             try:
                 FileStore(str(tmp_path / "cp")).save(payload, version)
@@ -85,7 +85,8 @@ def test_file_store_two_writers_from_one_version_never_both_succeed(tmp_path: Pa
             except StoreConflict:
                 results.append("conflict")
 
-        threads = [threading.Thread(target=save, args=(f"{round_}-{i}".encode() * 5000,)) for i in range(2)]
+        threads = [threading.Thread(target=save, args=(f"{round_}-{i}".encode() * 5000, gate, results, version))
+                   for i in range(2)]
         for t in threads:
             t.start()
         for t in threads:
@@ -267,3 +268,18 @@ def test_s3_missing_bucket_is_a_clear_error(s3_env: str, moto_url: str) -> None:
     store = open_store("s3://no-such-bucket-here/cp", kube=lambda: None, s3_endpoint_url=moto_url)
     with pytest.raises(StoreError, match="NoSuchBucket.*create the bucket"):
         store.load()
+
+
+@pytest.mark.parametrize("status, says", [(404, "404: Not Found (not an S3 error answer"),
+                                          (502, "502: Bad Gateway (not an S3 error answer"),
+                                          (200, "the answer has no ETag, so it is not from S3")])
+def test_s3_store_behind_an_html_page_is_an_error_never_an_absent_checkpoint(
+        status: int, says: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                 ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_MAX_ATTEMPTS", "1")):
+        monkeypatch.setenv(k, v)
+    with HtmlPage(status) as page:
+        store = open_store("s3://bucket/cp", kube=lambda: None, s3_endpoint_url=page.url)
+        with pytest.raises(StoreError) as err:
+            store.load()
+    assert says in str(err.value) and "<" not in str(err.value)
