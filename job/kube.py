@@ -19,7 +19,7 @@ from job.events import Page
 
 log = logging.getLogger(__name__)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 class KubeError(Exception):

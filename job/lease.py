@@ -123,7 +123,7 @@ class Lease:
             except KubeError as exc:
                 log.error("cannot confirm %s is still ours: %s", self.where, exc)
                 return False
-            held = bool(current) and _holder(current) == self.identity
+            held = current is not None and _holder(current) == self.identity
             if not held:
                 self.lost = True
             return held
