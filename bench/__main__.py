@@ -133,6 +133,8 @@ def ledger_figures(tmp: str, entries: int) -> list[dict[str, Any]]:
     with KubeAPI() as kube:
         kc = kube.write_kubeconfig(os.path.join(tmp, "kc-ledger"), namespace=NAMESPACE)
         api = config.new_client_from_config(config_file=kc, persist_config=False)
+        # The install creates the checkpoint ConfigMap; the store only ever patches its key.
+        kube.put_object("configmaps", {"metadata": {"name": "bench-cp", "namespace": NAMESPACE}})
         stores = {"file": f"file://{tmp}/ledger-cp", "configmap": f"configmap://{NAMESPACE}/bench-cp"}
         moto = _moto()
         if moto:

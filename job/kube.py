@@ -62,7 +62,10 @@ def guard_tokens(cfg: client.Configuration, learn: Callable[[str], None]) -> Non
     def hook(c: client.Configuration) -> None:
         nonlocal inner
         if inner is not None:
-            inner(c)
+            try:
+                inner(c)
+            except (config.ConfigException, OSError) as exc:  # e.g. a rotated token file caught empty
+                raise KubeError(f"cannot refresh the Kubernetes token: {exc}") from None
             if c.refresh_api_key_hook is not hook:  # the loader re-installed itself: keep ours in front
                 inner = c.refresh_api_key_hook
                 c.refresh_api_key_hook = hook

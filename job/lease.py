@@ -10,8 +10,10 @@ duration, which a short-lived job cannot afford; the allowance covers clocks tha
 The install creates the Lease; a missing one fails the run (exit 1) with the command that creates it,
 because the job's own namespace is a setting and a typo must not create Leases wherever it points.
 Releasing writes holderIdentity "" and leaseDurationSeconds 1, as client-go does. SIGTERM can land
-between sending the taking write and reading its answer; the write may then have been applied, so
-release() after such an acquire reads the Lease and clears it if the holder is us.
+between sending the taking write and reading its answer; that write may have been applied, or may
+still be applied after the run looked, so release() after such an acquire first writes at the version
+the taking write was conditioned on (one of the two writes then gets 409), and clears the Lease when
+a fresh read shows it is ours.
 """
 from __future__ import annotations
 
@@ -62,10 +64,10 @@ class Lease:
         self.timeout = timeout
         self.obj: dict[str, Any] | None = None
         self.lost = False
-        # True from the moment the taking write is sent until its answer is read: if the run is
-        # interrupted (SIGTERM) or the answer is lost in between, the write may still have landed,
-        # and release() must look and clear the Lease if it is ours.
-        self._pending = False
+        # The resourceVersion the taking write is conditioned on, from the moment it is sent until its
+        # answer is read. If the run is interrupted (SIGTERM) or the answer is lost in between, that
+        # write may have landed, or may still land later: release() settles which (see there).
+        self._pending: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -84,9 +86,9 @@ class Lease:
         if holder and holder != self.identity and ends is not None and ends > now:
             return f"{self.where} is held by {holder} until {micro_time(ends)}"
         transitions = int(spec.get("leaseTransitions") or 0) + (1 if holder != self.identity else 0)
-        self._pending = True
+        self._pending = str(current["metadata"]["resourceVersion"])
         try:
-            self.obj = self._patch(current["metadata"]["resourceVersion"], {
+            self.obj = self._patch(self._pending, {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": self.duration_s,
                 "acquireTime": micro_time(now),
@@ -94,9 +96,9 @@ class Lease:
                 "leaseTransitions": transitions,
             })
         except _Conflict:
-            self._pending = False  # a 409 is an answer: our write did not land
+            self._pending = None  # a 409 is an answer: our write did not land
             return f"{self.where} was taken by another run a moment ago"
-        self._pending = False
+        self._pending = None
         if holder and holder != self.identity:
             log.warning("took over expired %s from %s", self.where, holder)
         return None
@@ -129,23 +131,36 @@ class Lease:
             return held
 
     def release(self) -> None:
-        """Give the Lease up; also after an interrupted acquire whose write may have landed."""
+        """Give the Lease up; also after an interrupted acquire whose write may have landed.
+
+        After an interrupted acquire, a look alone cannot tell: the taking write may still be in the
+        apiserver and land after the look. So release writes first, at the version the taking write
+        was conditioned on: if that succeeds, the taking write can no longer land (409), and the
+        Lease, which was free or expired at that version, is left free; if it gets 409, the Lease
+        moved on, and it is cleared only if a fresh read shows us as the holder.
+        """
         with self._lock:
-            if self.lost or (self.obj is None and not self._pending):
+            if self.lost or (self.obj is None and self._pending is None):
                 return
             try:
                 current = self.obj
-                if current is None:  # the acquire was cut short: look whether its write landed
-                    current = self._get()
-                    if current is None or _holder(current) != self.identity:
+                if current is None and self._pending is not None:  # the acquire was cut short
+                    try:
+                        # renewTime makes the write a real change: a no-op patch would not move the version.
+                        self._patch(self._pending, {"holderIdentity": "", "leaseDurationSeconds": 1,
+                                                    "renewTime": micro_time(self.clock())})
                         return
+                    except _Conflict:
+                        current = self._get()
+                if current is None or _holder(current) != self.identity:
+                    return
                 self._patch_ours(current, {"holderIdentity": "", "leaseDurationSeconds": 1})
             except (_Conflict, _NotFound, KubeError) as exc:
                 log.warning("could not release %s (it expires on its own): %s", self.where,
                             str(exc) or "another run holds it now")
             finally:
                 self.obj = None
-                self._pending = False
+                self._pending = None
 
     def _expiry(self, spec: dict[str, Any]) -> dt.datetime | None:
         renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
