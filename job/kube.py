@@ -156,16 +156,14 @@ def explain(exc: ApiException, what: str) -> str:
     A proxy or load balancer in front of the API server answers with its own page (HTML, often a
     whole document): only the status, its reason and the page's title are shown.
     """
-    message = ""
     try:
         obj = json.loads(exc.body)
-        if isinstance(obj, dict) and isinstance(obj.get("message"), str):
-            message = obj["message"]
     except (TypeError, ValueError):
-        pass
-    if not message:
         message = (f"{exc.reason or 'no reason given'} ({describe_body(exc.body)}, not an answer of the "
                    "Kubernetes API: a proxy or load balancer in the way?)")
+    else:
+        found = obj.get("message") if isinstance(obj, dict) else None
+        message = found if isinstance(found, str) and found else exc.reason or "no message"
     hint = ""
     if exc.status == 403:
         hint = "; the service account lacks this permission: apply the RBAC in cronjob.yaml"

@@ -98,6 +98,9 @@ class Lease:
         except _Conflict:
             self._pending = None  # a 409 is an answer: our write did not land
             return f"{self.where} was taken by another run a moment ago"
+        except _NotFound:
+            self._pending = None
+            raise KubeError(self._missing()) from None
         self._pending = None
         if holder and holder != self.identity:
             log.warning("took over expired %s from %s", self.where, holder)
@@ -110,8 +113,8 @@ class Lease:
             try:
                 self.obj = self._patch_ours(self.obj, {"renewTime": micro_time(self.clock())})
                 return True
-            except (_Conflict, KubeError) as exc:
-                log.error("lost %s while renewing it: %s", self.where, str(exc) or "another run holds it now")
+            except (_Conflict, _NotFound, KubeError) as exc:
+                log.error("lost %s while renewing it: %s", self.where, exc)
                 self.lost = True
                 return False
 
@@ -157,7 +160,7 @@ class Lease:
                 self._patch_ours(current, {"holderIdentity": "", "leaseDurationSeconds": 1})
             except (_Conflict, _NotFound, KubeError) as exc:
                 log.warning("could not release %s (it expires on its own): %s", self.where,
-                            str(exc) or "another run holds it now")
+                            exc)
             finally:
                 self.obj = None
                 self._pending = None
@@ -224,11 +227,13 @@ def _holder(obj: dict[str, Any]) -> str:
 
 
 class _NotFound(Exception):
-    pass
+    def __str__(self) -> str:
+        return "it was deleted"
 
 
 class _Conflict(Exception):
-    pass
+    def __str__(self) -> str:
+        return "another run holds it now"
 
 
 class Renewer:

@@ -153,11 +153,11 @@ def _is_status(body: Any) -> bool:
 def _message(exc: ApiException) -> str:
     try:
         obj = json.loads(exc.body)
-        if isinstance(obj, dict) and isinstance(obj.get("message"), str):
-            return str(obj["message"])
     except (TypeError, ValueError):
-        pass
-    return f"{exc.reason or 'no reason given'} ({_describe(exc.body)}; not from the Kubernetes API: a proxy in the way?)"
+        return (f"{exc.reason or 'no reason given'} ({_describe(exc.body)}, not an answer of the Kubernetes API: "
+                "a proxy or load balancer in the way?)")
+    found = obj.get("message") if isinstance(obj, dict) else None
+    return found if isinstance(found, str) and found else str(exc.reason or "no message")
 
 
 def _describe(body: Any) -> str:
