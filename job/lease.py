@@ -75,36 +75,43 @@ class Lease:
         return f"Lease {self.namespace}/{self.name}"
 
     def acquire(self) -> str | None:
-        """Take the Lease; return None on success, or why another run holds it."""
-        current = self._get()
-        if current is None:
-            raise KubeError(self._missing())
-        now = self.clock()
-        spec = current.get("spec") or {}
-        holder = spec.get("holderIdentity") or ""
-        ends = self._expiry(spec)
-        if holder and holder != self.identity and ends is not None and ends > now:
-            return f"{self.where} is held by {holder} until {micro_time(ends)}"
-        transitions = int(spec.get("leaseTransitions") or 0) + (1 if holder != self.identity else 0)
-        self._pending = str(current["metadata"]["resourceVersion"])
-        try:
-            self.obj = self._patch(self._pending, {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": self.duration_s,
-                "acquireTime": micro_time(now),
-                "renewTime": micro_time(now),
-                "leaseTransitions": transitions,
-            })
-        except _Conflict:
-            self._pending = None  # a 409 is an answer: our write did not land
-            return f"{self.where} was taken by another run a moment ago"
-        except _NotFound:
+        """Take the Lease; return None on success, or why another run holds it.
+
+        A 409 on the taking write means the Lease changed since it was read: another run took it,
+        or someone edited only its metadata (a GitOps sync). Read it again and decide again, a few
+        times, instead of skipping the run for a label.
+        """
+        for _ in range(3):
+            current = self._get()
+            if current is None:
+                raise KubeError(self._missing())
+            now = self.clock()
+            spec = current.get("spec") or {}
+            holder = spec.get("holderIdentity") or ""
+            ends = self._expiry(spec)
+            if holder and holder != self.identity and ends is not None and ends > now:
+                return f"{self.where} is held by {holder} until {micro_time(ends)}"
+            transitions = int(spec.get("leaseTransitions") or 0) + (1 if holder != self.identity else 0)
+            self._pending = str(current["metadata"]["resourceVersion"])
+            try:
+                self.obj = self._patch(self._pending, {
+                    "holderIdentity": self.identity,
+                    "leaseDurationSeconds": self.duration_s,
+                    "acquireTime": micro_time(now),
+                    "renewTime": micro_time(now),
+                    "leaseTransitions": transitions,
+                })
+            except _Conflict:
+                self._pending = None  # a 409 is an answer: our write did not land
+                continue
+            except _NotFound:
+                self._pending = None
+                raise KubeError(self._missing()) from None
             self._pending = None
-            raise KubeError(self._missing()) from None
-        self._pending = None
-        if holder and holder != self.identity:
-            log.warning("took over expired %s from %s", self.where, holder)
-        return None
+            if holder and holder != self.identity:
+                log.warning("took over expired %s from %s", self.where, holder)
+            return None
+        return f"{self.where} kept changing while this run tried to take it; another run is taking it"
 
     def renew(self) -> bool:
         with self._lock:

@@ -249,3 +249,24 @@ def test_a_gitops_label_added_mid_run_does_not_cost_the_lease(h: Harness) -> Non
     assert lease["spec"]["holderIdentity"] == ""  # released at the relabelled version
     assert lease["metadata"]["labels"] == {"argocd.argoproj.io/instance": "les"}
     assert json.loads(h.stderr.splitlines()[-1])["summary"]["lines"] == 60
+
+
+def test_a_label_added_between_reading_and_taking_the_lease_does_not_skip_the_run(h: Harness) -> None:
+    seed(h, 4)
+    done: list[bool] = []
+
+    def relabel(method: str, path: str) -> None:
+        if path.startswith(LEASE_PATH) and method != "GET" and not done:
+            done.append(True)
+            lease: dict[str, Any] = h.kube.get_object("leases", NAMESPACE, LEASE) or {}
+            lease["metadata"].setdefault("labels", {})["app.kubernetes.io/part-of"] = "observability"
+            h.kube.put_object("leases", lease)  # the taking write's resourceVersion is now stale
+
+    h.kube.on_request = relabel
+    assert h.run() == 0, h.stderr
+    h.kube.on_request = None
+    assert done and "skipping" not in h.stderr
+    assert h.summary()["lines"] == 4
+    lease = h.kube.get_object("leases", NAMESPACE, LEASE) or {}
+    assert lease["metadata"]["labels"] == {"app.kubernetes.io/part-of": "observability"}
+    assert lease["spec"]["leaseTransitions"] == 1 and lease["spec"]["holderIdentity"] == ""
