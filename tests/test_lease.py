@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from job.cmd import UsageError
 from job.kube import guard_tokens
 from job.logs import Redactor
 from state.configmap import ConfigMapStore
@@ -164,7 +165,7 @@ def test_every_rotated_in_cluster_token_is_stripped_and_learnt_by_the_redactor(t
             assert store.load()[0] is None  # accepted: the stripped, current token was sent
         assert redactor(" ".join(tokens)) == "*** *** ***"
         token_file.write_text("broken\nby-a-line-break-token")
-        with pytest.raises(Exception, match="line break") as err:
+        with pytest.raises(UsageError, match="line break") as err:  # exit 2 through main()
             store.load()
         assert "by-a-line-break" not in str(err.value)
 
