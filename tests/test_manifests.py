@@ -50,9 +50,6 @@ API_CALLS: dict[str, tuple[str, str, str]] = {
     "patch_namespaced_config_map": ("", "configmaps", "patch"),
     "create_namespaced_config_map": ("", "configmaps", "create"),
 }
-# Granted ahead of the code: the writes move from update to merge PATCH (same objects, same
-# resourceVersion precondition), and a Role must allow both while either is in use.
-MERGE_PATCH = {("coordination.k8s.io", "leases", "patch"), ("", "configmaps", "patch")}
 # The restricted Pod Security profile's volume types (hostPath is the one that matters).
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                       "projected", "secret"}
@@ -283,7 +280,7 @@ def granted(items: list[dict[str, Any]]) -> tuple[set[tuple[str, str, str]], lis
 
 def test_rbac_grants_nothing_the_code_does_not_call() -> None:
     perms, _ = granted(install())
-    extra = perms - used_permissions() - MERGE_PATCH
+    extra = perms - used_permissions()
     assert not extra, f"granted but never used: {sorted(extra)}"
     assert not any("*" in perm for perm in perms)
 
@@ -306,7 +303,7 @@ def test_namespaced_grants_are_limited_to_the_objects_the_job_owns() -> None:
         if rule["_kind"] == "Role":
             for resource in rule["resources"]:
                 assert rule.get("resourceNames") == own[resource], rule
-            assert set(rule["verbs"]) == {"get", "update", "patch"}
+            assert set(rule["verbs"]) == {"get", "patch"}
         else:  # the only cluster-wide grant is listing events, which cannot be narrowed by name
             assert rule["resources"] == ["events"] and rule["verbs"] == ["list"]
 
