@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import random
 import sys
 import threading
 import time
@@ -121,6 +122,7 @@ class Harness:
         self.kubeconfig = kube.write_kubeconfig(str(tmp / "kubeconfig"), namespace=NAMESPACE)
         self.stdout = ""
         self.stderr = ""
+        self.runs = 0
 
     def args(self, command: str = "run", *extra: str, state: str = STATE) -> list[str]:
         return [command, "--kubeconfig", self.kubeconfig, "--loki-url", self.loki.url, "--state", state,
@@ -131,7 +133,10 @@ class Harness:
             clock: Any = None, raw: list[str] | None = None) -> int:
         out, err = io.StringIO(), io.StringIO()
         self.clock = FastClock(clock)
-        deps = Deps(stdout=out, stderr=err, clock=self.clock)  # type: ignore[arg-type]
+        # Seeded by the run's number: jitter repeats from one suite run to the next, while two runs of
+        # one test still get different Lease holder names, as two pods would.
+        self.runs += 1
+        deps = Deps(stdout=out, stderr=err, clock=self.clock, random=random.Random(self.runs))  # type: ignore[arg-type]
         code = main(raw if raw is not None else self.args(command, *extra, state=state), env=env or {}, deps=deps)
         self.stdout, self.stderr = out.getvalue(), err.getvalue()
         return code
