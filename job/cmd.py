@@ -7,12 +7,13 @@ ecosystem's KUBECONFIG. A test holds every flag to its variable.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import os
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from job import __version__
 from job.filters import Filters
@@ -29,6 +30,8 @@ class Config:
     command: str
     loki_url: str = ""
     tenant: str = ""
+    tenant_map: tuple[tuple[re.Pattern[str], str], ...] = ()
+    tenant_label: str = ""
     loki_username: str = ""
     loki_password: str = ""
     loki_bearer_token_file: str = ""
@@ -74,9 +77,16 @@ class Config:
         """Values that must never reach a log line, a summary or an exception message."""
         # The tenant too: the README promises X-Scope-OrgID is never printed, and it often sits in
         # the same Secret as the password.
-        found = [self.loki_password, self.tenant]
+        found = [self.loki_password, self.tenant, *(tenant for _, tenant in self.tenant_map)]
+        creds = [(self.loki_username, self.loki_password)] if self.loki_password else []
         for url in (self.loki_url, self.pushgateway_url):
-            found.append(urlsplit(url).password or "")
+            parts = urlsplit(url)
+            if parts.password:
+                found += [parts.password, unquote(parts.password)]
+                creds.append((unquote(parts.username or ""), unquote(parts.password)))
+        # A gateway that echoes request headers in its error body sends basic auth back base64-encoded.
+        for user, password in creds:
+            found.append(base64.b64encode(f"{user}:{password}".encode("latin-1", "replace")).decode())
         if self.loki_bearer_token_file:
             try:
                 with open(self.loki_bearer_token_file, encoding="utf-8") as f:
@@ -139,18 +149,119 @@ def resolve_time(text: str, now: dt.datetime) -> dt.datetime:
         return parse_rfc3339(text)
 
 
+def shown_url(text: str) -> str:
+    """Scheme, host and port of a URL, and nothing else: safe to print whatever the URL holds.
+
+    Never raises. The host is what follows the last '@' of the authority, so a password with a raw
+    '@' or '/' still shows no part of itself.
+    """
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return "<not a URL>"
+    if "@" in rest:
+        rest = rest.rpartition("@")[2]
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return f"{scheme.lower()}://{host}" if scheme.isascii() and scheme.isalpha() else "<not a URL>"
+
+
+_URL_HINT = "use e.g. http://loki-gateway.monitoring:80"
+
+
 def http_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """An http(s) URL, parsed strictly so that what is sent is what was meant.
+
+    User info (user:password@) must be percent-encoded: a raw '@', '/', '?' or '#' in it makes the
+    host ambiguous (urlsplit and urllib3 would each guess), so it is refused, and the error shows
+    only the scheme, host and port. Whitespace and control characters are refused too: urllib
+    would fail on them later, after the sync, instead of now.
+    """
+    shown = shown_url(text)
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
         raise argparse.ArgumentTypeError(
-            f"{_redact_url(text)!r} is not an http(s) URL; use e.g. http://loki-gateway.monitoring:80"
-        )
+            f"the URL {shown} holds a space or control character; percent-encode it (%20) or remove it")
+    scheme, sep, rest = text.partition("://")
+    if scheme.lower() not in ("http", "https") or not sep:
+        raise argparse.ArgumentTypeError(f"{shown!r} is not an http(s) URL; {_URL_HINT}")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if authority.count("@") > 1 or "@" in rest[len(authority):]:
+        raise argparse.ArgumentTypeError(
+            f"the user info of the URL {shown} holds a raw '@', '/', '?' or '#': percent-encode them "
+            "(%40, %2F, %3F, %23), or use --loki-username/--loki-password")
     try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:  # urlsplit parses lazily: a bad port only shows when asked for
-        port_ok = False
-    if not port_ok:
-        raise argparse.ArgumentTypeError(f"{_redact_url(text)!r} has an invalid port")
+        parts = urlsplit(text)
+        port = parts.port  # urlsplit parses lazily: a bad port only shows when asked for
+    except ValueError as exc:  # 'http://[::1' and friends
+        raise argparse.ArgumentTypeError(f"{shown!r} is not a valid URL ({exc}); {_URL_HINT}") from None
+    if not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{shown!r} has no host; {_URL_HINT}")
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"{shown!r} has an invalid port")
+    for what, value in (("user name", parts.username), ("password", parts.password)):
+        if value and not _latin1(unquote(value)):
+            raise argparse.ArgumentTypeError(
+                f"the {what} in the URL {shown} has characters outside latin-1, which basic auth cannot "
+                "carry; use an ASCII password")
+    return text
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# dskit's tenant.ValidTenantID, which Loki applies to X-Scope-OrgID: these characters, at most 150.
+_TENANT_RE = re.compile(r"[a-zA-Z0-9!._*'()-]{1,150}")
+
+
+def _check_tenant(value: str, where: str) -> None:
+    """A bad tenant is named by where it came from, never by its value: tenants are secret here."""
+    if not _TENANT_RE.fullmatch(value) or value in (".", ".."):
+        raise UsageError(
+            f"{where} is not a valid Loki tenant ID: use 1 to 150 of the letters, digits and ! - _ . * ' ( ) "
+            "(the value is not shown: tenants are treated as secrets)")
+
+
+def tenant_map(text: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """'regex=tenant,regex2=tenant2' -> ((pattern, tenant), ...), in order (first full match wins).
+
+    A comma inside a regex (a quantifier such as {1,3}) is written '\\,', and unescaped before the
+    regex is compiled; the tenant is what follows the last '=', so a regex may hold '=' as is (a
+    tenant ID never does).
+    """
+    pairs = []
+    for item in re.split(r"(?<!\\),", text):
+        if not item.strip():
+            continue
+        pattern, eq, tenant = item.rpartition("=")
+        if not eq or not pattern:
+            raise argparse.ArgumentTypeError(
+                "an entry has no REGEX before '=' or no '=TENANT' (not shown: it may be a tenant); use "
+                "NAMESPACE_REGEX=TENANT pairs joined by commas, "
+                "e.g. 'team-a-.*=team-a,shop|cart=shop'")
+        try:
+            _check_tenant(tenant, "a tenant in --tenant-map")
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        pairs.append((regex(pattern.replace("\\,", ",")), tenant))
+    if not pairs:
+        raise argparse.ArgumentTypeError("is empty; use NAMESPACE_REGEX=TENANT pairs joined by commas")
+    return tuple(pairs)
+
+
+def label_key(text: str) -> str:
+    """A Kubernetes label key: an optional DNS-subdomain prefix and '/', then a name of up to 63."""
+    if not re.fullmatch(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", text) or len(text) > 316:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Kubernetes label key, e.g. example.com/loki-tenant")
+    return text
+
+
+def existing_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a readable file")
     return text
 
 
@@ -226,13 +337,6 @@ def choice(*options: str) -> Any:
         return text
 
     return check
-
-
-def _redact_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.password is None:
-        return text
-    return parts._replace(netloc=f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 # --- the parser ------------------------------------------------------------------------------------
@@ -311,15 +415,22 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
     sync = _Parser(add_help=False)
     g = sync.add_argument_group("loki")
-    _flag(g, "loki-url", env, "Loki base URL; /loki/api/v1/push is appended", default="", type=http_url,
-          show="none, required unless --dry-run")
-    _flag(g, "tenant", env, "X-Scope-OrgID for multi-tenant Loki", default="", show="none")
+    _flag(g, "loki-url", env, "Loki base URL (/loki/api/v1/push is appended) or the full push URL ending in "
+          "/loki/api/v1/push", default="", type=http_url, show="none, required unless --dry-run")
+    _flag(g, "tenant", env, "X-Scope-OrgID for multi-tenant Loki: the default tenant, for namespaces no "
+          "--tenant-map or --tenant-label entry names", default="", show="none")
+    _flag(g, "tenant-map", env, "route namespaces to tenants: 'REGEX=TENANT,REGEX2=TENANT2', each regex fully "
+          "matching the namespace, first match wins; a comma inside a regex is written \\,", default=None,
+          type=tenant_map, show="none")
+    _flag(g, "tenant-label", env, "namespace label naming the tenant for that namespace's events (opt-in: "
+          "needs list on namespaces); beats --tenant-map", default="", type=label_key, show="none")
     _flag(g, "loki-username", env, "basic auth user for a Loki gateway", default="", show="none")
     _flag(g, "loki-password", env, "basic auth password (prefer the env var or a Secret)", default="",
           show="none")
     _flag(g, "loki-bearer-token-file", env, "file holding a bearer token, re-read on every push", default="",
           show="none")
-    _flag(g, "loki-ca-file", env, "CA bundle for Loki's TLS certificate", default="", show="system CAs")
+    _flag(g, "loki-ca-file", env, "CA bundle for Loki's TLS certificate", default="", type=existing_file,
+          show="system CAs")
     _switch(g, "insecure-skip-tls-verify", env, "do not verify Loki's TLS certificate (logs a warning)")
     _flag(g, "push-timeout", env, "timeout of one push request", default=15.0, type=duration, show="15s")
     _flag(g, "retry-budget", env, "give up retrying 429/5xx/connection errors after this long", default=120.0,
@@ -400,8 +511,39 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> C
         raise UsageError(f"--loki-url (or {env_var('loki-url')}) is required; or use --dry-run to print what would be pushed")
     if cfg.loki_username and not cfg.loki_password:
         raise UsageError(f"--loki-username needs --loki-password (or {env_var('loki-password')})")
+    _check_headers(cfg)
     if cfg.command == "backfill" and cfg.until:
         now = dt.datetime.now(dt.timezone.utc)
         if resolve_time(cfg.until, now) <= resolve_time(cfg.since, now):
             raise UsageError("--until must be later than --since")
     return cfg
+
+
+def _check_headers(cfg: Config) -> None:
+    """Values that become HTTP headers: a bad one is a configuration error now, not a failed push later.
+
+    requests refuses a header with CR or LF (it could smuggle another header) and encodes basic auth
+    as latin-1; both would otherwise surface mid-run as an 'unexpected' error, or be retried.
+    """
+    if cfg.tenant:
+        _check_tenant(cfg.tenant, f"--tenant (or {env_var('tenant')})")
+    for flag, value in (("loki-username", cfg.loki_username), ("loki-password", cfg.loki_password)):
+        if any(ord(c) < 32 or ord(c) == 127 for c in value) or not _latin1(value):
+            raise UsageError(f"--{flag} (or {env_var(flag)}) holds a control character or a character outside "
+                             "latin-1, which basic auth cannot carry (the value is not shown)")
+    if ":" in cfg.loki_username:
+        raise UsageError("--loki-username cannot hold ':' (basic auth separates user and password with it)")
+    if cfg.loki_bearer_token_file:
+        try:
+            with open(cfg.loki_bearer_token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except (OSError, UnicodeDecodeError):
+            return  # a projected token may appear later; each push reads it and says what is wrong
+        if not valid_token(token):
+            raise UsageError(f"--loki-bearer-token-file {cfg.loki_bearer_token_file} holds a line break, a control "
+                             "character or a non-latin-1 character inside the token; an HTTP header cannot carry it")
+
+
+def valid_token(token: str) -> bool:
+    """A bearer token an Authorization header can carry (after stripping surrounding whitespace)."""
+    return bool(token) and _latin1(token) and not any(ord(c) < 32 or ord(c) == 127 for c in token)

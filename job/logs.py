@@ -8,11 +8,16 @@ import sys
 import time
 from typing import IO, Iterable
 
-_URL_PASSWORD = re.compile(r"(?<=://)([^/@\s:]+):([^/@\s]+)@")
+# user:password@ up to the LAST '@' of the token: a password with a raw '@' must not leave its tail.
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@\s:]+):(\S+)@")
+# What a gateway echoes back from the request in an error body: the Authorization header in any
+# scheme's encoding, and the tenant header (a tenant too short to be a known secret is still one).
+_AUTH_HEADER = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{4,}")
+_TENANT_HEADER = re.compile(r"(?i)(x-scope-orgid[\"']?\s*[:=]\s*[\"']?)[^\s,\"';}\]]+")
 
 
 class Redactor:
-    """Removes known secret values and any user:password@ in URLs from text."""
+    """Removes known secret values, any user:password@ in URLs and echoed auth or tenant headers."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -24,6 +29,8 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         text = _URL_PASSWORD.sub(r"\1:***@", text)
+        text = _AUTH_HEADER.sub(r"\1 ***", text)
+        text = _TENANT_HEADER.sub(r"\1***", text)
         for s in self.secrets:
             text = text.replace(s, "***")
         return text

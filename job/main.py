@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from job import __version__
 from job.cmd import Config, UsageError, parse
@@ -110,6 +111,12 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
 def _public(cfg: Config) -> dict[str, object]:
     out = asdict(cfg)
     out["loki_password"] = "***" if cfg.loki_password else ""
+    # Tenants are secrets whatever their length (a Redactor cannot hide a two-letter value everywhere).
+    out["tenant"] = "***" if cfg.tenant else ""
+    out["tenant_map"] = [f"{pattern.pattern}=***" for pattern, _ in cfg.tenant_map]
+    for key in ("loki_url", "pushgateway_url", "s3_endpoint_url"):
+        parts = urlsplit(out[key])  # validated by cmd.http_url, so this parses
+        out[key] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
     out["filters"] = {k: v.pattern for k, v in out["filters"].items() if v is not None}
     return out
 

@@ -23,7 +23,7 @@ TIMEOUT_S = 10.0  # a hung push must not keep the pod (and its Lease) alive
 def push(cfg: Config, summary: "Summary", code: int) -> None:
     """Push this run's metrics; a Pushgateway failure is logged once and never fails the run."""
     # Imported here: only runs with --pushgateway-url pay for it at start-up.
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, urlsplit
 
     from prometheus_client import CollectorRegistry, Gauge
     from prometheus_client.exposition import (
@@ -58,7 +58,8 @@ def push(cfg: Config, summary: "Summary", code: int) -> None:
 
     parts = urlsplit(cfg.pushgateway_url)
     safe_url = redact_url(cfg.pushgateway_url)
-    user, password = parts.username, parts.password or ""
+    # Percent-encoded in the URL (cmd.http_url insists on it), sent decoded.
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
 
     def with_basic_auth(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
                         data: bytes) -> Callable[[], None]:
@@ -72,6 +73,9 @@ def push(cfg: Config, summary: "Summary", code: int) -> None:
     try:
         send(safe_url, job=JOB, registry=registry, grouping_key=grouping_key, timeout=TIMEOUT_S,
              handler=handler)
-    except OSError as exc:  # URLError, HTTPError, timeouts, and prometheus_client's own non-2xx error
+    except Exception as exc:  # URLError, HTTPError, timeouts, InvalidURL, prometheus_client's non-2xx error
+        # A warning, never a failure: the sync already kept its promise (Loki has the events, the
+        # checkpoint is saved), and failing now would make the next run re-check for nothing. A lasting
+        # Pushgateway outage still shows: the success timestamp stops moving and LokiEventSyncStale fires.
         log.warning("could not push metrics to the Pushgateway at %s: %s", safe_url,
-                    getattr(exc, "reason", None) or exc)
+                    getattr(exc, "reason", None) or type(exc).__name__)

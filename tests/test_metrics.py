@@ -122,3 +122,34 @@ def test_an_unreachable_pushgateway_only_logs_one_warning(caplog: pytest.LogCapt
         metrics.push(config(f"http://127.0.0.1:{port}"), SUMMARY, 0)  # must not raise
     (record,) = caplog.records
     assert record.levelno == logging.WARNING and f"127.0.0.1:{port}" in record.getMessage()
+
+
+def test_a_pushgateway_answering_garbage_after_a_successful_sync_is_only_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Not HTTP at all: http.client raises BadStatusLine, which is no OSError. The sync already
+    # succeeded, so this must stay a warning (exit 0), not an "unexpected" failure of the run.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HELLO-NOT-HTTP\r\n\r\n")
+        conn.close()
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            metrics.push(config(f"http://127.0.0.1:{server.getsockname()[1]}"), SUMMARY, 0)  # must not raise
+    finally:
+        t.join(timeout=5)
+        server.close()
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and "BadStatusLine" in record.getMessage()
+
+
+def test_a_pushgateway_url_with_a_space_is_refused_before_the_run() -> None:
+    with pytest.raises(Exception, match="space"):
+        config("http://pgw:9091/job x")
