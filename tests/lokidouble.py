@@ -114,6 +114,8 @@ class _Action:
     body: str = ""
     retry_after: str | None = None
     delay: float = 0.0
+    content_type: str = _TEXT
+    location: str | None = None
 
 
 class _Stream:
@@ -179,6 +181,19 @@ def _normalize_metadata_name(name: str) -> str:
     if name[0] == "_" and name[:2] != "__":
         return "key" + name
     return name
+
+
+def _grouped_errors(messages: list[str]) -> str:
+    """Loki's util.GroupedErrors.Error(): 'N errors like: MSG' per distinct message, joined by '; '.
+
+    A single message that occurred once is returned bare.
+    """
+    counts: dict[str, int] = {}
+    for message in messages:
+        counts[message] = counts.get(message, 0) + 1
+    if len(counts) == 1 and len(messages) == 1:
+        return messages[0]
+    return "; ".join(f"{n} errors like: {message}" for message, n in counts.items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,8 +612,10 @@ class _Handler(BaseHTTPRequestHandler):
         if action is not None and action.kind == "fail":
             if action.delay:
                 time.sleep(action.delay)
-            extra = {"Retry-After": action.retry_after} if action.retry_after is not None else None
-            self._send(action.status, action.body, headers=extra)
+            extra = {"Retry-After": action.retry_after} if action.retry_after is not None else {}
+            if action.location is not None:
+                extra["Location"] = action.location
+            self._send(action.status, action.body, action.content_type, headers=extra)
             return
         try:
             status, text = double._push(self.headers, body)
@@ -641,8 +658,13 @@ class LokiDouble:
         now_ns: Callable[[], int] | None = None,
         max_line_bytes: int = 256 * 1024,
         max_body_bytes: int = 6 * 1024 * 1024,
+        allow_structured_metadata: bool = True,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.tenant_required = tenant_required
+        # limits_config.allow_structured_metadata (true by default since Loki 3.0).
+        self.allow_structured_metadata = allow_structured_metadata
+        self.tls = tls  # (certificate file, key file): serve HTTPS
         self.basic_auth = basic_auth
         self.bearer_token = bearer_token
         self.now_ns: Callable[[], int] = now_ns or time.time_ns
@@ -655,6 +677,7 @@ class LokiDouble:
         self._streams: dict[tuple[str, Labels], _Stream] = {}
         self._actions: list[_Action] = []
         self._reject_substrings: list[str] = []
+        self._refused_tenants: dict[str, int] = {}
         self.pushes = 0
         self.accepted_entries = 0
         self.rejected_entries = 0
@@ -670,6 +693,13 @@ class LokiDouble:
         server = _Server(self)
         port = server.server_address[1]
         self.url = f"http://127.0.0.1:{port}"
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{port}"
         self._server = server
         # stop() waits out one poll interval; test suites start and stop a double per test.
         self._thread = threading.Thread(
@@ -718,11 +748,18 @@ class LokiDouble:
         retry_after: str | None = None,
         body: str = "injected",
         delay: float = 0.0,
+        content_type: str = _TEXT,
+        location: str | None = None,
     ) -> None:
-        """The next `times` pushes answer `status` (after `delay` s) and store nothing."""
+        """The next `times` pushes answer `status` (after `delay` s) and store nothing.
+
+        Not only failures: `fail_next(200, body="<html>...")` is a login page answering for Loki, and
+        `location=` makes a 3xx a redirect.
+        """
         with self._lock:
             self._actions.extend(
-                _Action("fail", status=status, body=body, retry_after=retry_after, delay=delay)
+                _Action("fail", status=status, body=body, retry_after=retry_after, delay=delay,
+                        content_type=content_type, location=location)
                 for _ in range(times)
             )
 
@@ -746,6 +783,7 @@ class LokiDouble:
             self._streams.clear()
             self._actions.clear()
             self._reject_substrings.clear()
+            self._refused_tenants.clear()
             self.pushes = 0
             self.accepted_entries = 0
             self.rejected_entries = 0
@@ -758,12 +796,14 @@ class LokiDouble:
     def _sorted_streams(self) -> list[_Stream]:
         return sorted(self._streams.values(), key=lambda s: (s.key, s.tenant))
 
-    def entries(self) -> list[Entry]:
-        """Everything stored, ordered by stream labels, then timestamp (ties in arrival order)."""
+    def entries(self, tenant: str | None = None) -> list[Entry]:
+        """Everything stored (in one tenant's store, if given), ordered by stream labels, then timestamp
+        (ties in arrival order)."""
         with self._lock:
             return [
                 Entry(dict(stream.key), ts, line, dict(meta))
                 for stream in self._sorted_streams()
+                if tenant is None or stream.tenant == tenant
                 for ts, line, meta in stream.sorted_entries()
             ]
 
@@ -805,11 +845,20 @@ class LokiDouble:
                     return
         raise _HTTPError(401, "Unauthorized")
 
+    def refuse_tenant(self, tenant: str, status: int = 403) -> None:
+        """Pushes for `tenant` get `status` from the gateway (a token not allowed to write there)."""
+        with self._lock:
+            self._refused_tenants[tenant] = status
+
     def _tenant(self, header: str | None) -> str:
         if not self.tenant_required:
             return FAKE_TENANT  # auth_enabled: false puts everything in tenant "fake"
         if not header:
             raise _HTTPError(401, "no org id")
+        with self._lock:
+            refused = self._refused_tenants.get(header)
+        if refused:
+            raise _HTTPError(refused, f"tenant {header!r} is not allowed for this credential")
         return header
 
     def _push(self, headers: Any, body: bytes) -> tuple[int, str]:
@@ -836,37 +885,80 @@ class LokiDouble:
         return self._ingest(tenant, parsed, self.now_ns())
 
     def _ingest(self, tenant: str, parsed: list[tuple[dict[str, str], list[_Stored]]], now: int) -> tuple[int, str]:
-        total = 0
+        # Two stages, as in Loki 3. The distributor validates every entry first and collects what it
+        # refuses in a util.GroupedErrors (messages in order of first occurrence here; Go's map order is
+        # random). The ingester then appends the valid entries stream by stream; a stream with refused
+        # entries answers with its own summary, and instance.Push returns the last such error, which
+        # replaces the distributor's. Either way the valid entries of the request are stored.
+        validation: list[str] = []
+        ingester_error: str | None = None
         rejected = 0
-        errors: list[str] = []
 
-        def reject(ts: int, reason: str, stream_text: str) -> None:
+        def invalid(message: str) -> None:
             nonlocal rejected
             rejected += 1
-            if len(errors) < MAX_RETURNED_ERRORS:  # formatting thousands of messages is wasted work
-                errors.append(
-                    f"entry with timestamp {_go_time_string(ts)} ignored, reason: '{reason}' for stream: {stream_text},"
-                )
+            validation.append(message)
 
         oldest = now - REJECT_OLD_SAMPLES_MAX_AGE_NS
         newest = now + CREATION_GRACE_PERIOD_NS
         max_line = self.max_line_bytes
         quick_line = max_line // 4  # a str this short cannot exceed max_line UTF-8 bytes
+        allow_metadata = self.allow_structured_metadata
         accepted = duplicates = 0
         with self._lock:
             patterns = tuple(self._reject_substrings)
             streams = self._streams
             for labels, entries in parsed:
-                total += len(entries)
                 if not entries:
                     continue
                 key: Labels = tuple(sorted(labels.items()))
                 text = _labels_string(key)
                 label_error = _label_limit_error(key, text)
                 if label_error is not None:
-                    for ts, _, _ in entries:
-                        reject(ts, label_error, text)
+                    # parseStreamLabels fails once for the stream, and drops all of its entries.
+                    validation.append(label_error)
+                    rejected += len(entries)
                     continue
+                # Distributor: ValidateEntry, in Loki's order.
+                valid: list[_Stored] = []
+                for item in entries:
+                    ts, line, meta = item
+                    if ts < oldest:
+                        invalid(f"entry for stream '{text}' has timestamp too old: {_rfc3339(ts)}, "
+                                f"oldest acceptable timestamp is: {_rfc3339(oldest)}")
+                        continue
+                    if ts > newest:
+                        invalid(f"entry for stream '{text}' has timestamp too new: {_rfc3339(ts)}")
+                        continue
+                    if len(line) > quick_line:
+                        size = _utf8_len(line)
+                        if size > max_line:
+                            invalid(f"Max entry size '{max_line}' bytes exceeded for stream '{text}' "
+                                    f"while adding an entry with length '{size}' bytes")
+                            continue
+                    if meta:
+                        if not allow_metadata:
+                            invalid(f"stream '{text}' includes structured metadata, but this feature is disallowed. "
+                                    "Please see `limits_config.allow_structured_metadata` or contact your Loki "
+                                    "administrator to enable it.")
+                            continue
+                        meta_size = sum(_utf8_len(k) + _utf8_len(v) for k, v in meta)
+                        if meta_size > MAX_STRUCTURED_METADATA_SIZE:
+                            invalid(f"stream '{text}' has structured metadata too large: '{meta_size}' bytes, "
+                                    f"limit: '{MAX_STRUCTURED_METADATA_SIZE}' bytes. Please see "
+                                    "`limits_config.max_structured_metadata_size` or contact your Loki "
+                                    "administrator to increase it.")
+                            continue
+                        if len(meta) > MAX_STRUCTURED_METADATA_COUNT:
+                            invalid(f"stream '{text}' has too many structured metadata labels: '{len(meta)}', "
+                                    f"limit: '{MAX_STRUCTURED_METADATA_COUNT}'. Please see "
+                                    "`limits_config.max_structured_metadata_entries_count` or contact your Loki "
+                                    "administrator to increase it.")
+                            continue
+                    valid.append(item)
+                if not valid:
+                    continue
+                # Ingester: last-line dedup, then the out-of-order window, then the head block's dedup.
                 stream = streams.get((tenant, key))
                 if stream is None:
                     stream = _Stream(tenant, key)
@@ -877,42 +969,18 @@ class LokiDouble:
                 last_ts, last_line = stream.last_ts, stream.last_line
                 prev = stored[-1][0] if stored else None
                 is_sorted = stream.is_sorted
-                for item in entries:
+                failed: list[tuple[int, str]] = []
+                for item in valid:
                     ts, line, meta = item
-                    # Distributor checks, in Loki's order.
-                    if ts < oldest:
-                        reject(ts, f"entry for stream '{text}' has timestamp too old: {_rfc3339(ts)}, "
-                               f"oldest acceptable timestamp is: {_rfc3339(oldest)}", text)
-                        continue
-                    if ts > newest:
-                        reject(ts, f"entry for stream '{text}' has timestamp too new: {_rfc3339(ts)}", text)
-                        continue
-                    if len(line) > quick_line:
-                        size = _utf8_len(line)
-                        if size > max_line:
-                            reject(ts, f"Max entry size '{max_line}' bytes exceeded for stream '{text}' "
-                                   f"while adding an entry with length '{size}' bytes", text)
-                            continue
-                    if meta:
-                        if len(meta) > MAX_STRUCTURED_METADATA_COUNT:
-                            reject(ts, f"stream '{text}' has too many structured metadata labels: "
-                                   f"'{len(meta)}', limit: '{MAX_STRUCTURED_METADATA_COUNT}'.", text)
-                            continue
-                        meta_size = sum(_utf8_len(k) + _utf8_len(v) for k, v in meta)
-                        if meta_size > MAX_STRUCTURED_METADATA_SIZE:
-                            reject(ts, f"stream '{text}' has structured metadata too large: '{meta_size}' "
-                                   f"bytes, limit: '{MAX_STRUCTURED_METADATA_SIZE}' bytes.", text)
-                            continue
                     if patterns and any(p in line for p in patterns):
-                        reject(ts, "line rejected by the test double (reject_matching)", text)
+                        failed.append((ts, "line rejected by the test double (reject_matching)"))
                         continue
-                    # Ingester: last-line dedup, then the out-of-order window, then the head block's dedup.
                     if ts == last_ts and line == last_line:
                         duplicates += 1
                         continue
                     if ts < cutoff:
-                        reject(ts, f"entry too far behind, entry timestamp is: {_rfc3339(ts)}, oldest "
-                               f"acceptable timestamp is: {_rfc3339(cutoff)}", text)
+                        failed.append((ts, f"entry too far behind, entry timestamp is: {_rfc3339(ts)}, oldest "
+                                       f"acceptable timestamp is: {_rfc3339(cutoff)}"))
                         continue
                     last_ts, last_line = ts, line
                     if highest is None or ts > highest:
@@ -932,13 +1000,20 @@ class LokiDouble:
                 stream.is_sorted = is_sorted
                 if stored:
                     streams[(tenant, key)] = stream
+                if failed:
+                    rejected += len(failed)
+                    lines = [f"entry with timestamp {_go_time_string(ts)} ignored, reason: '{reason}',\n"
+                             for ts, reason in failed[:MAX_RETURNED_ERRORS]]
+                    ingester_error = "".join(lines) + (
+                        f"user '{tenant}', total ignored: {len(failed)} out of {len(valid)} for stream: {text}")
             self.accepted_entries += accepted
             self.rejected_entries += rejected
             self.duplicate_entries += duplicates
-        if not rejected:
-            return 204, ""
-        errors.append(f"user '{tenant}', total ignored: {rejected} out of {total}")
-        return 400, "\n".join(errors) + "\n"
+        if ingester_error is not None:
+            return 400, ingester_error + "\n"
+        if validation:
+            return 400, _grouped_errors(validation) + "\n"
+        return 204, ""
 
     def _query_range(self, raw_path: str, headers: Any) -> tuple[int, bytes]:
         self._check_auth(headers.get("Authorization"))

@@ -184,7 +184,8 @@ def test_too_many_labels_rejects_only_that_stream(loki: LokiDouble, http: reques
     many = {f"l{i}": "v" for i in range(16)}
     r = push(http, loki, (SVC, [[ts(), "kept"]]), (many, [[ts(), "dropped"]]))
     assert r.status_code == 400
-    assert "16 label names; limit 15" in r.text and "total ignored: 1 out of 2" in r.text
+    # Loki 3's distributor: one message for the stream (util.GroupedErrors with a single error is bare).
+    assert r.text.rstrip().endswith("has 16 label names; limit 15") and "errors like" not in r.text
     assert [e.line for e in loki.entries()] == ["kept"]
     # service_name does not count towards the 15.
     fifteen = {f"l{i}": "v" for i in range(15)}
@@ -203,9 +204,11 @@ def test_partial_400_keeps_valid_entries_and_names_the_reason(
         (SVC, [[ts(-1), "good"], [ts(-8 * 24 * 3600), "ancient"], [ts(3600), "future"], [ts(0), "good too"]]),
     )
     assert r.status_code == 400
-    assert "timestamp too old" in r.text and "timestamp too new" in r.text
-    assert "entry with timestamp 2025-12-24 00:00:00 +0000 UTC ignored, reason: '" in r.text
-    assert r.text.rstrip().endswith("user 'fake', total ignored: 2 out of 4")
+    # Distributor validation errors come as Go's util.GroupedErrors: "N errors like: MSG" joined by "; ".
+    too_old, too_new = r.text.rstrip().split("; ")
+    assert too_old.startswith("1 errors like: entry for stream '{job=\"loki-event-sync\"")
+    assert "has timestamp too old: 2025-12-24T00:00:00Z, oldest acceptable timestamp is: 2025-12-25T00:00:00Z" in too_old
+    assert too_new.startswith("1 errors like: ") and too_new.endswith("has timestamp too new: 2026-01-01T01:00:00Z")
     assert [e.line for e in loki.entries()] == ["good", "good too"]
     assert (loki.accepted_entries, loki.rejected_entries) == (2, 2)
 
@@ -214,14 +217,13 @@ def test_line_too_long_is_rejected_not_truncated(clock: Clock, http: requests.Se
     with LokiDouble(now_ns=clock, max_line_bytes=100) as loki:
         r = push(http, loki, (SVC, [[ts(), "é" * 51], [ts(), "x" * 100]]))  # 102 UTF-8 bytes, 100 bytes
         assert r.status_code == 400
-        assert "Max entry size '100' bytes exceeded" in r.text and "length '102' bytes" in r.text
-        assert "total ignored: 1 out of 2" in r.text
+        assert r.text.startswith("Max entry size '100' bytes exceeded") and "length '102' bytes" in r.text
         assert [e.line for e in loki.entries()] == ["x" * 100]
 
 
 def test_default_max_line_is_256_kib(loki: LokiDouble, http: requests.Session) -> None:
     r = push(http, loki, (SVC, [[ts(), "x" * (256 * 1024 + 1)], [ts(1), "x" * (256 * 1024)]]))
-    assert r.status_code == 400 and "total ignored: 1 out of 2" in r.text
+    assert r.status_code == 400 and r.text.startswith("Max entry size '262144' bytes exceeded")
     assert loki.accepted_entries == 1
 
 
@@ -278,8 +280,33 @@ def test_timestamp_must_be_a_string_of_integer_ns(loki: LokiDouble, http: reques
 def test_reject_matching_gives_a_partial_400(loki: LokiDouble, http: requests.Session) -> None:
     loki.reject_matching("poison")
     r = push(http, loki, (SVC, [[ts(-1), "ok"], [ts(), "has poison in it"]]))
-    assert r.status_code == 400 and "total ignored: 1 out of 2" in r.text
+    # The ingester's shape (pkg/ingester/stream.go): a line per entry, then the stream's summary.
+    assert r.status_code == 400
+    assert r.text == ("entry with timestamp 2026-01-01 00:00:00 +0000 UTC ignored, reason: 'line rejected by the "
+                      "test double (reject_matching)',\nuser 'fake', total ignored: 1 out of 2 for stream: "
+                      '{job="loki-event-sync", namespace="default", service_name="loki-event-sync"}\n')
     assert [e.line for e in loki.entries()] == ["ok"]
+
+
+def test_identical_validation_errors_are_grouped_with_their_count(
+    clock: Clock, http: requests.Session
+) -> None:
+    with LokiDouble(now_ns=clock, max_line_bytes=10) as loki:
+        r = push(http, loki, (SVC, [[ts(), "x" * 11], [ts(1), "y" * 11], [ts(2), "short"]]))
+    assert r.status_code == 400
+    assert r.text.startswith("2 errors like: Max entry size '10' bytes exceeded for stream")
+    assert "; " not in r.text and [e.line for e in loki.entries()] == ["short"]
+
+
+def test_structured_metadata_on_a_loki_that_disallows_it_refuses_each_entry_carrying_it(
+    clock: Clock, http: requests.Session
+) -> None:
+    with LokiDouble(now_ns=clock, allow_structured_metadata=False) as loki:
+        r = push(http, loki, (SVC, [[ts(), "a", {"uid": "1"}], [ts(1), "b", {"uid": "2"}], [ts(2), "plain"]]))
+        assert r.status_code == 400
+        assert r.text.startswith("2 errors like: stream '{job=\"loki-event-sync\"")
+        assert "includes structured metadata, but this feature is disallowed" in r.text
+        assert [e.line for e in loki.entries()] == ["plain"]
 
 
 # --- request-level errors --------------------------------------------------------------------
