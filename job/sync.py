@@ -15,6 +15,7 @@ from job.failure import RunFailed
 from job.lease import Lease, Renewer
 from job.lines import Formatter
 from job.loki import pusher_for
+from job.tenants import router_for
 from job.progress import Progress
 from job.selection import Window, hour_bucket, log_malformed_total, select
 from job.source import pages
@@ -61,6 +62,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     fmt = Formatter(label_style=cfg.label_style, line_format=cfg.line_format, cluster=cfg.cluster,
                     max_line_bytes=cfg.max_line_bytes, structured_metadata=cfg.structured_metadata)
     pusher = pusher_for(cfg, deps)
+    route = router_for(cfg, conn.api)
     now_ns = to_ns(now)
     try:
         if existed and not backfill:
@@ -75,7 +77,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
         for page in pages(cfg, conn, deps):
             for e, t_ns, new in select(page, ledger, cfg.filters, window, s):
                 add(labels(e, hour_bucket(t_ns) if backfill else ""), t_ns, line(e, new),
-                    metadata(e) if metadata else None)
+                    metadata(e) if metadata else None, route(e.meta.namespace) if route else None)
             if progress:
                 progress.show(s)
         pusher.flush()

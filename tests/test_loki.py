@@ -6,12 +6,16 @@ import random
 import uuid
 from pathlib import Path
 
+import pytest
+
 from state import Checkpoint
 from job.dedupe import Ledger
 from job.checkpointing import fit as _fit
 from job.summary import Summary
 from tests.conftest import Harness, legacy_event
+from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
+from tests.test_sync import checkpoint_bytes
 
 
 def _run_against(h: Harness, loki: LokiDouble, *extra: str, env: dict[str, str] | None = None) -> int:
@@ -123,3 +127,317 @@ def test_the_json_line_of_the_seed_example_is_stable_to_the_byte() -> None:
         '"event":"kubernetes-dashboard-556b9ff8f8-gf6lg.163758b70d2070c1","uid":"270a4ca9-e24c-4a40-b7e2-784352fd51ac",'
         '"apiVersion":"v1","objectUID":"4f22e027-6a03-4ec1-8ce9-83850dd3d431"}'
     )
+
+
+# --- what counts as an acknowledgement (issue 9) ---------------------------------------------------
+
+
+def _errors(h: Harness) -> list[str]:
+    return [r["msg"] for r in h.logs() if r["level"] == "error"]
+
+
+def _one_error(h: Harness) -> str:
+    errs = _errors(h)
+    assert len(errs) == 1 and "Traceback" not in h.stderr, h.stderr
+    return errs[0]
+
+
+def _seed(h: Harness, n: int, prefix: str = "ev", ns: str = "default", **kw: object) -> list[dict[str, object]]:
+    return [h.kube.put_event(legacy_event(f"{prefix}-{i}.{i:x}", ns=ns, **kw)) for i in range(n)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_redirect_to_another_host_fails_naming_only_that_host_and_nothing_reaches_it(
+        h: Harness, status: int) -> None:
+    _seed(h, 3)
+    with LokiDouble(tenant_required=True) as elsewhere:
+        target = f"{elsewhere.url}/loki/api/v1/push?sig=token-in-query-Zq81"
+        h.loki.fail_next(status, body="", location=target)
+        env = {"LOKI_EVENT_SYNC_LOKI_USERNAME": "bob", "LOKI_EVENT_SYNC_LOKI_PASSWORD": "pw-redirect-9x"}
+        assert h.run("run", "--tenant", "team-a", env=env) == 1
+        msg = _one_error(h)
+        assert f"answered {status}, a redirect to {elsewhere.url}" in msg and "--loki-url" in msg
+        assert "token-in-query" not in h.stderr + h.stdout
+        assert elsewhere.pushes == 0 and elsewhere.tenants_seen == set()  # credentials and tenant stayed home
+    assert checkpoint_bytes(h) is None and h.clock.sleeps == []  # not retried, nothing saved
+
+
+def test_a_200_with_a_login_page_is_not_an_acknowledgement(h: Harness) -> None:
+    _seed(h, 4)
+    h.loki.fail_next(200, body="<html><body>Sign in to continue</body></html>", content_type="text/html")
+    assert h.run() == 1
+    msg = _one_error(h)
+    assert "answered 200 with a text/html instead of 204 No Content" in msg and "login page" in msg
+    assert checkpoint_bytes(h) is None
+    assert h.run() == 0  # the real Loki answers now: everything lands, once
+    assert len(h.loki.entries()) == 4 and h.loki.duplicate_entries == 0
+
+
+def test_a_2xx_with_an_empty_body_still_counts_as_an_acknowledgement(h: Harness) -> None:
+    _seed(h, 2)
+    h.loki.fail_next(200, body="")  # a proxy that turns 204 into 200 but adds nothing
+    assert h.run() == 0  # the double stored nothing for that push, but the client cannot know
+    assert checkpoint_bytes(h) is not None
+
+
+# --- entry rejections vs request rejections (issue 9) ------------------------------------------------
+
+
+def test_loki3_grouped_entry_rejections_are_counted_exactly_and_the_run_goes_on(
+        kube: KubeAPI, tmp_path: Path) -> None:
+    with LokiDouble(max_line_bytes=2000) as loki:  # Loki's distributor refuses the 2 long lines
+        h = Harness(kube, loki, tmp_path)
+        _seed(h, 10)
+        h.kube.put_event(legacy_event("long-1.1", message="x" * 2500))
+        h.kube.put_event(legacy_event("long-2.2", message="y" * 3000))
+        assert h.run() == 0, h.stderr
+        s = h.summary()
+        assert (s["lines"], s["rejected"]) == (12, 2)  # was 12 of 12 before reading GroupedErrors
+        warning = next(r["msg"] for r in h.logs() if r["level"] == "warning" and "rejected" in r["msg"])
+        assert warning.startswith("Loki rejected 2 of 12 entries (not retried): 1 errors like: Max entry size")
+        assert len(loki.entries()) == 10 and checkpoint_bytes(h) is not None
+
+
+def test_structured_metadata_on_a_loki_that_disallows_it_fails_the_run_with_lokis_reason(
+        kube: KubeAPI, tmp_path: Path) -> None:
+    with LokiDouble(allow_structured_metadata=False) as loki:
+        h = Harness(kube, loki, tmp_path)
+        _seed(h, 5)
+        assert h.run("run", "--structured-metadata") == 1
+        msg = _one_error(h)
+        assert "refused the whole request (400)" in msg
+        assert "includes structured metadata, but this feature is disallowed" in msg
+        assert "turn off --structured-metadata" in msg and "\n" not in msg
+        assert checkpoint_bytes(h) is None and h.clock.sleeps == []
+        assert h.run() == 0 and len(loki.entries()) == 5  # without it, everything lands
+
+
+def test_a_malformed_request_400_fails_the_run_and_saves_nothing(h: Harness) -> None:
+    _seed(h, 3)
+    h.loki.fail_next(400, body="loghttp.PushRequest.Streams: ReadArray: expect [ or n, but found {")
+    assert h.run() == 1
+    msg = _one_error(h)
+    assert "refused the whole request (400): loghttp.PushRequest.Streams: ReadArray" in msg
+    assert checkpoint_bytes(h) is None
+
+
+def test_a_run_in_which_loki_accepted_nothing_fails_and_saves_nothing(h: Harness) -> None:
+    _seed(h, 4)
+    h.loki.reject_matching("")  # every line: Loki refuses each entry, one by one
+    assert h.run() == 1
+    msg = _one_error(h)
+    assert "accepted none of the 4 entries it was sent" in msg and "reject_matching" in msg
+    assert "user 'fake'" not in msg and checkpoint_bytes(h) is None
+
+
+# --- failures retrying cannot fix fail at once (issue 9) ---------------------------------------------
+
+
+def _self_signed(tmp: Path) -> tuple[str, str]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loki-double")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            # Python 3.13's default VERIFY_X509_STRICT wants these on a CA certificate.
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp / "loki.crt", tmp / "loki.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+def test_an_untrusted_tls_certificate_fails_at_once_as_a_certificate_problem(
+        kube: KubeAPI, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    with LokiDouble(tls=(cert, key)) as loki:
+        h = Harness(kube, loki, tmp_path)
+        _seed(h, 3)
+        assert h.run("run", "--retry-budget", "2m") == 1
+        msg = _one_error(h)
+        assert "certificate verify failed" in msg and "a certificate problem" in msg and "--loki-ca-file" in msg
+        assert h.clock.sleeps == [] and h.summary()["retries"] == 0  # not retried for the budget
+        assert h.run("run", "--loki-ca-file", cert) == 0, h.stderr  # trusting its CA is the fix
+        assert len(loki.entries()) == 3
+
+
+def test_a_404_on_the_push_path_fails_at_once_saying_the_url_is_wrong(h: Harness) -> None:
+    _seed(h, 2)
+    args = h.args("run")
+    args[args.index("--loki-url") + 1] = h.loki.url + "/wrong/prefix"
+    assert h.run(raw=args) == 1
+    msg = _one_error(h)
+    assert "answered 404: there is no push API at this URL" in msg and "--loki-url" in msg
+    assert h.clock.sleeps == []
+
+
+# --- --loki-url forms (issue 11) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix, form", [("", "/loki/api/v1/push appended to the base URL"),
+                                          ("/", "/loki/api/v1/push appended to the base URL"),
+                                          ("/loki/api/v1/push", "the full push URL given"),
+                                          ("/loki/api/v1/push/", "the full push URL given")])
+def test_loki_url_takes_the_base_or_the_full_push_url_and_says_which(h: Harness, suffix: str, form: str) -> None:
+    _seed(h, 3)
+    args = h.args("run")
+    args[args.index("--loki-url") + 1] = h.loki.url + suffix
+    assert h.run(raw=args) == 0, h.stderr
+    assert len(h.loki.entries()) == 3
+    assert f"pushing to {h.loki.url}/loki/api/v1/push ({form})" in [r["msg"] for r in h.logs()]
+
+
+# --- settings that would fail mid-run are exit 2 at parse time, showing no secret (issue 9) ----------
+
+
+def _usage(argv: list[str], env: dict[str, str] | None = None) -> str:
+    import io
+
+    from job.deps import Deps
+    from job.main import main
+
+    err = io.StringIO()
+    assert main(argv, env=env or {}, deps=Deps(stderr=err, stdout=io.StringIO())) == 2
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err.getvalue(), err.getvalue()
+    return lines[0]
+
+
+BAD_LOKI_SETTINGS = {
+    "raw @ in the URL password": (["--loki-url", "http://svc:pa@ss-Kq3@loki:3100"], {}, "http://loki:3100", "ss-Kq3"),
+    "raw / in the URL password": (["--loki-url", "http://svc:pa/ss-Kq3@loki:3100"], {}, "http://loki:3100", "ss-Kq3"),
+    "bad IPv6 URL as a flag": (["--loki-url", "http://[::1"], {}, "Invalid IPv6 URL", ""),
+    "bad IPv6 URL from the environment": ([], {"LOKI_EVENT_SYNC_LOKI_URL": "http://[::1"},
+                                          "LOKI_EVENT_SYNC_LOKI_URL", ""),
+    "bad IPv6 URL from the environment, with --help": (["--help"], {"LOKI_EVENT_SYNC_LOKI_URL": "http://[::1"},
+                                                       "Invalid IPv6 URL", ""),
+    "non-latin-1 tenant": (["--loki-url", "http://l", "--tenant", "tëam-€"], {}, "not a valid Loki tenant ID", "€"),
+    "tenant with a newline": (["--loki-url", "http://l"], {"LOKI_EVENT_SYNC_TENANT": "team\nX-Evil: 1"},
+                              "LOKI_EVENT_SYNC_TENANT", "X-Evil"),
+    "non-latin-1 password": (["--loki-url", "http://l", "--loki-username", "u"],
+                             {"LOKI_EVENT_SYNC_LOKI_PASSWORD": "pässwörd-€-Kq3"}, "latin-1", "Kq3"),
+    "non-latin-1 password in the URL": (["--loki-url", "http://u:p%E2%82%AC-Kq3@loki"], {}, "latin-1", "Kq3"),
+    "missing --loki-ca-file": (["--loki-url", "https://l", "--loki-ca-file", "/no/such/ca.pem"], {},
+                               "/no/such/ca.pem", ""),
+    "Pushgateway URL with a space": (["--loki-url", "http://l", "--pushgateway-url", "http://pgw:9091/a b"], {},
+                                     "space", ""),
+    "tenant map without a tenant": (["--loki-url", "http://l", "--tenant-map", "secret-tenant-q1"], {}, "--tenant-map",
+                                    "secret-tenant-q1"),
+}
+
+
+@pytest.mark.parametrize("argv, env, says, secret", BAD_LOKI_SETTINGS.values(), ids=list(BAD_LOKI_SETTINGS))
+def test_bad_loki_settings_exit_2_with_one_line_that_shows_no_secret(
+        argv: list[str], env: dict[str, str], says: str, secret: str) -> None:
+    line = _usage(["run", *argv], env)
+    assert says in line
+    assert not secret or secret not in line
+
+
+def test_a_bearer_token_file_with_a_line_break_inside_is_exit_2(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("abc-secret-1\nX-Injected: yes\n")
+    line = _usage(["run", "--loki-url", "http://l", "--loki-bearer-token-file", str(token)])
+    assert "line break" in line and "abc-secret-1" not in line
+
+
+# --- secrets in every encoding that can come back (issue 9) ------------------------------------------
+
+
+def test_basic_auth_echoed_back_by_a_gateway_is_redacted_in_every_encoding(h: Harness) -> None:
+    import base64
+
+    _seed(h, 2)
+    user, password = "svc", "pw-echo-7Hq2"
+    b64 = base64.b64encode(f"{user}:{password}".encode()).decode()
+    h.loki.fail_next(403, body=f"denied. Request headers: Authorization: Basic {b64}; X-Scope-OrgID: t7")
+    assert h.run("run", "--tenant", "t7", env={"LOKI_EVENT_SYNC_LOKI_USERNAME": user,
+                                                "LOKI_EVENT_SYNC_LOKI_PASSWORD": password}) == 1
+    out = h.stdout + h.stderr
+    assert b64 not in out and password not in out and "X-Scope-OrgID: t7" not in out
+    assert "refused the push with 403" in _one_error(h)
+
+
+def test_a_tenant_is_never_printed_whatever_its_length(kube: KubeAPI, tmp_path: Path) -> None:
+    with LokiDouble(tenant_required=True) as loki:
+        h = Harness(kube, loki, tmp_path)
+        _seed(h, 2)
+        assert h.run("run", "--tenant", "ab") == 0
+        start = next(json.loads(r["config"]) for r in h.logs() if "config" in r)
+        assert start["tenant"] == "***" and loki.tenants_seen == {"ab"}
+        _seed(h, 2, prefix="more")
+        loki.refuse_tenant("ab", 403)  # the gateway's answer names the tenant
+        assert h.run("run", "--tenant", "ab") == 1
+        msg = _one_error(h)
+        assert "refused the push with 403" in msg and "'ab'" not in msg and "'***'" in msg
+
+
+def test_a_bearer_token_rotated_mid_run_is_redacted_too(h: Harness, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("token-before-Hx81\n")
+    rotated = "token-after-rotation-Zm42"
+
+    def rotate(method: str, path: str) -> None:
+        if path.startswith("/api/v1/events"):
+            token.write_text(rotated + "\n")  # the projected token is renewed while the run lists
+
+    h.kube.on_request = rotate
+    _seed(h, 2)
+    h.loki.fail_next(401, body=f"token {rotated} has expired")  # a gateway that quotes what it got
+    assert h.run("run", "--loki-bearer-token-file", str(token)) == 1
+    assert rotated not in h.stdout + h.stderr and "refused the push with 401: token *** has expired" in _one_error(h)
+
+
+# --- SIGTERM while Loki makes the job wait (issue 9) ---------------------------------------------------
+
+
+def test_sigterm_while_waiting_out_a_long_retry_after_ends_the_run_and_releases_the_lease(h: Harness) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import NAMESPACE
+
+    _seed(h, 4)
+    # Loki is down and asks for 5 minutes; the budget allows the wait, so without an interruptible
+    # retry the job would sit out 300 s (and a pod's 30 s grace) before noticing the signal.
+    h.loki.fail_next(503, times=50, retry_after="300", body="overloaded")
+    args = h.args("run", "--retry-budget", "10m")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "job", *args], cwd=h.tmp, env=dict(os.environ, PYTHONPATH=str(root)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while h.loki.pushes == 0 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert h.loki.pushes == 1, "the job never reached Loki"
+        time.sleep(0.3)  # well into the 300 s wait
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)  # a hang guard, far below the 300 s Retry-After
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1 and "interrupted" in err and "Traceback" not in err, err
+    assert h.loki.pushes == 1  # no retry after the signal
+    lease = h.kube.get_object("leases", NAMESPACE, "loki-event-sync")
+    assert lease["spec"]["holderIdentity"] == ""
+    assert checkpoint_bytes(h) is None

@@ -1,0 +1,93 @@
+"""Tenant routing: which Loki tenant (X-Scope-OrgID) an event's namespace goes to.
+
+In order, the first that names a tenant wins:
+
+1. ``--tenant-label LABEL`` (opt-in): the value of that label on the event's namespace. The job lists
+   the namespaces carrying the label once per run (``GET /api/v1/namespaces?labelSelector=LABEL``),
+   which needs ``list`` on ``namespaces`` (a ClusterRole: namespaces are cluster-scoped). A value that
+   is not a valid tenant ID fails the run rather than sending that team's events somewhere else.
+2. ``--tenant-map 'REGEX=TENANT,...'``: the first regex that fully matches the namespace.
+3. ``--tenant``: the default tenant ("" sends no X-Scope-OrgID, for a single-tenant Loki).
+
+Events without a namespace go to the default tenant. Tenants are never printed.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from job.cmd import Config
+from job.failure import RunFailed
+
+log = logging.getLogger(__name__)
+_VALID = re.compile(r"[a-zA-Z0-9!._*'()-]{1,150}")  # dskit's tenant.ValidTenantID, as Loki applies it
+
+
+class TenantError(RunFailed):
+    """A namespace label names a tenant Loki cannot take."""
+
+
+class Router:
+    def __init__(self, default: str, table: tuple[tuple[re.Pattern[str], str], ...],
+                 by_label: dict[str, str] | None = None, label: str = "") -> None:
+        self.default = default
+        self.table = table
+        self.by_label = by_label or {}
+        self.label = label
+        self._cache: dict[str | None, str] = {}
+
+    def __call__(self, namespace: str | None) -> str:
+        tenant = self._cache.get(namespace)
+        if tenant is None:
+            tenant = self._cache[namespace] = self._route(namespace)
+        return tenant
+
+    def _route(self, namespace: str | None) -> str:
+        if not namespace:
+            return self.default
+        labelled = self.by_label.get(namespace)
+        if labelled:
+            if not _VALID.fullmatch(labelled) or labelled in (".", ".."):
+                raise TenantError(f"namespace {namespace} has label {self.label} with a value that is not a valid "
+                                  "Loki tenant ID (not shown); use letters, digits and ! - _ . * ' ( ), at most 150")
+            return labelled
+        for pattern, tenant in self.table:
+            if pattern.fullmatch(namespace):
+                return tenant
+        return self.default
+
+
+def router_for(cfg: Config, api: Any) -> Router | None:
+    """The run's Router, or None when every event goes to the one --tenant (the cheap common case).
+
+    ``api`` is a callable returning the kubernetes ApiClient, called only for --tenant-label.
+    """
+    if not cfg.tenant_map and not cfg.tenant_label:
+        return None
+    by_label = namespace_labels(api(), cfg.tenant_label, cfg.api_timeout) if cfg.tenant_label else {}
+    return Router(cfg.tenant, cfg.tenant_map, by_label, cfg.tenant_label)
+
+
+def namespace_labels(api: Any, label: str, timeout: float) -> dict[str, str]:
+    """{namespace: value of ``label``} for the namespaces that carry it, in pages of 500."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from job.kube import KubeError, explain
+
+    core = client.CoreV1Api(api)
+    found: dict[str, str] = {}
+    token = None
+    while True:
+        try:
+            page = core.list_namespace(label_selector=label, limit=500, _continue=token, _request_timeout=timeout)
+        except ApiException as exc:
+            raise KubeError(explain(exc, f"listing namespaces for --tenant-label {label}")) from None
+        for ns in page.items or []:
+            value = (ns.metadata.labels or {}).get(label)
+            if ns.metadata.name and value:
+                found[ns.metadata.name] = value
+        token = page.metadata._continue if page.metadata else None
+        if not token:
+            return found
