@@ -4,8 +4,8 @@ In order, the first that names a tenant wins:
 
 1. ``--tenant-label LABEL`` (opt-in): the value of that label on the event's namespace. The job lists
    the namespaces carrying the label once per run (``GET /api/v1/namespaces?labelSelector=LABEL``),
-   which needs ``list`` on ``namespaces`` (a ClusterRole: namespaces are cluster-scoped). A value that
-   is not a valid tenant ID fails the run rather than sending that team's events somewhere else.
+   which needs ``list`` on ``namespaces`` (a ClusterRole: namespaces are cluster-scoped). Any label
+   value Kubernetes allows ([A-Za-z0-9._-], at most 63, alphanumeric at both ends) is a valid tenant ID.
 2. ``--tenant-map 'REGEX=TENANT,...'``: the first regex that fully matches the namespace.
 3. ``--tenant``: the default tenant ("" sends no X-Scope-OrgID, for a single-tenant Loki).
 
@@ -13,19 +13,11 @@ Events without a namespace go to the default tenant. Tenants are never printed.
 """
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
 from job.cmd import Config
-from job.failure import RunFailed
 
-log = logging.getLogger(__name__)
-_VALID = re.compile(r"[a-zA-Z0-9!._*'()-]{1,150}")  # dskit's tenant.ValidTenantID, as Loki applies it
-
-
-class TenantError(RunFailed):
-    """A namespace label names a tenant Loki cannot take."""
 
 
 class Router:
@@ -48,9 +40,6 @@ class Router:
             return self.default
         labelled = self.by_label.get(namespace)
         if labelled:
-            if not _VALID.fullmatch(labelled) or labelled in (".", ".."):
-                raise TenantError(f"namespace {namespace} has label {self.label} with a value that is not a valid "
-                                  "Loki tenant ID (not shown); use letters, digits and ! - _ . * ' ( ), at most 150")
             return labelled
         for pattern, tenant in self.table:
             if pattern.fullmatch(namespace):

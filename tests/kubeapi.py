@@ -401,6 +401,12 @@ _RESOURCES: dict[str, _Resource] = {
         "configmaps", "ConfigMap", "", "v1", "api/v1", True,
         _meta_fields, _META_FIELDS, _configmap_decode, _configmap_validate, _no_normalize,
     ),
+    # Cluster-scoped in Kubernetes; stored under "default/" here, and read only by list (for
+    # --tenant-label: the namespaces carrying a label).
+    "namespaces": _Resource(
+        "namespaces", "Namespace", "", "v1", "api/v1", True,
+        _meta_fields, _META_FIELDS, _no_decode, _no_validate, _no_normalize,
+    ),
     "leases": _Resource(
         "leases", "Lease", "coordination.k8s.io", "coordination.k8s.io/v1",
         "apis/coordination.k8s.io/v1", False,

@@ -441,3 +441,77 @@ def test_sigterm_while_waiting_out_a_long_retry_after_ends_the_run_and_releases_
     lease = h.kube.get_object("leases", NAMESPACE, "loki-event-sync")
     assert lease["spec"]["holderIdentity"] == ""
     assert checkpoint_bytes(h) is None
+
+
+# --- tenant routing (issue 11) ----------------------------------------------------------------------
+
+
+def _by_tenant(loki: LokiDouble, tenant: str) -> set[str]:
+    return {json.loads(e.line)["namespace"] for e in loki.entries(tenant)}
+
+
+def test_tenant_map_sends_each_namespace_to_its_tenant_in_its_own_requests(kube: KubeAPI, tmp_path: Path) -> None:
+    with LokiDouble(tenant_required=True) as loki:
+        h = Harness(kube, loki, tmp_path)
+        for ns in ("team-a-web", "team-a-db", "shop", "kube-system"):
+            _seed(h, 2, prefix=ns, ns=ns)
+        assert h.run("run", "--tenant", "ops", "--tenant-map", r"team-a-.*=team-a,sh.{1\,3}=shop,team-a-db=never") == 0
+        assert _by_tenant(loki, "team-a") == {"team-a-web", "team-a-db"}  # first match wins
+        assert _by_tenant(loki, "shop") == {"shop"}  # \, is the comma of the quantifier
+        assert _by_tenant(loki, "ops") == {"kube-system"}  # the rest: the default tenant
+        assert loki.tenants_seen == {"team-a", "shop", "ops"} and loki.pushes == 3  # one request per tenant
+        out = h.stdout + h.stderr
+        assert "team-a" not in out.replace("team-a-web", "").replace("team-a-db", "").replace("team-a-.*", "")
+        start = next(json.loads(r["config"]) for r in h.logs() if "config" in r)
+        # The patterns are shown, the tenants not (and the Redactor hides a tenant even inside a pattern).
+        assert start["tenant_map"][1] == "sh.{1,3}=***" and all(t.endswith("=***") for t in start["tenant_map"])
+
+
+def test_a_403_for_one_tenant_fails_unsaved_and_the_next_run_resends_with_loki_dropping_the_duplicates(
+        kube: KubeAPI, tmp_path: Path) -> None:
+    with LokiDouble(tenant_required=True) as loki:
+        h = Harness(kube, loki, tmp_path)
+        _seed(h, 3, prefix="a", ns="a-ok")
+        _seed(h, 2, prefix="z", ns="z-refused")
+        loki.refuse_tenant("t-refused", 403)
+        flags = ("--tenant", "t-ok", "--tenant-map", "z-.*=t-refused")
+        assert h.run("run", *flags) == 1
+        msg = _one_error(h)
+        assert "refused the push with 403" in msg and "--tenant-map" in msg and "t-refused" not in msg
+        assert checkpoint_bytes(h) is None
+        assert len(loki.entries("t-ok")) == 3  # the other tenant's batch was already accepted
+        loki.refuse_tenant("t-refused", 0)  # the credential may write there now
+        assert h.run("run", *flags) == 0, h.stderr
+        assert loki.duplicate_entries == 3  # re-sent to t-ok, dropped by Loki as duplicates
+        assert len(loki.entries("t-ok")) == 3 and len(loki.entries("t-refused")) == 2
+
+
+def _namespace(h: Harness, name: str, labels: dict[str, str]) -> None:
+    h.kube.put_object("namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                     "metadata": {"name": name, "labels": labels}})
+
+
+def test_tenant_label_on_a_namespace_names_its_tenant_and_beats_the_map(kube: KubeAPI, tmp_path: Path) -> None:
+    with LokiDouble(tenant_required=True) as loki:
+        h = Harness(kube, loki, tmp_path)
+        _namespace(h, "web", {"example.com/loki-tenant": "team-web"})
+        _namespace(h, "mapped", {"example.com/loki-tenant": "team-label"})
+        _namespace(h, "plain", {"app": "x"})
+        for ns in ("web", "mapped", "plain"):
+            _seed(h, 2, prefix=ns, ns=ns)
+        assert h.run("run", "--tenant", "ops", "--tenant-map", "mapped=team-map",
+                     "--tenant-label", "example.com/loki-tenant") == 0, h.stderr
+        assert _by_tenant(loki, "team-web") == {"web"}
+        assert _by_tenant(loki, "team-label") == {"mapped"}  # the label beats --tenant-map
+        assert _by_tenant(loki, "ops") == {"plain"} and "team-map" not in loki.tenants_seen
+
+
+def test_tenant_label_without_list_on_namespaces_names_the_missing_permission(kube: KubeAPI, tmp_path: Path) -> None:
+    with LokiDouble(tenant_required=True) as loki:
+        h = Harness(kube, loki, tmp_path)
+        _seed(h, 2)
+        kube.forbid("list", "namespaces")
+        assert h.run("run", "--tenant", "ops", "--tenant-label", "example.com/loki-tenant") == 1
+        msg = _one_error(h)
+        assert "namespaces" in msg and "list" in msg and loki.pushes == 0
+        assert checkpoint_bytes(h) is None
