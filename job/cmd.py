@@ -60,6 +60,7 @@ class Config:
     batch_bytes: int = MiB
     page_size: int = 500
     api_timeout: float = 30.0
+    push_format: str = "json"
     push_timeout: float = 15.0
     retry_budget: float = 120.0
     pushgateway_url: str = ""
@@ -432,6 +433,8 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _flag(g, "loki-ca-file", env, "CA bundle for Loki's TLS certificate", default="", type=existing_file,
           show="system CAs")
     _switch(g, "insecure-skip-tls-verify", env, "do not verify Loki's TLS certificate (logs a warning)")
+    _flag(g, "push-format", env, "json (gzip level 1) or protobuf (Loki's native logproto with snappy, as "
+          "Promtail and Alloy send)", default="json", type=choice("json", "protobuf"))
     _flag(g, "push-timeout", env, "timeout of one push request", default=15.0, type=duration, show="15s")
     _flag(g, "retry-budget", env, "give up retrying 429/5xx/connection errors after this long", default=120.0,
           type=duration, show="2m")
