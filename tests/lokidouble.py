@@ -1,12 +1,25 @@
 """A fast, faithful, in-process test double of Grafana Loki's HTTP push and query_range API.
 
-Standard library only. It follows /work/shared/LOKI.md, which was read from Loki's source, and where
+Standard library only, and cramjam for snappy. It follows /work/shared/LOKI.md, which was read from Loki's source, and where
 that note is silent it follows Loki's source (pkg/loghttp/push, pkg/distributor, pkg/ingester/stream.go):
 
 * Deflate is *raw* RFC 1951 (Loki wraps the body in Go's ``compress/flate``), so a zlib-wrapped body
   (``zlib.compress``) is a 400, exactly as against a real Loki.
 * ``Content-Encoding: snappy`` on JSON passes the body through untouched, as Loki does, so a snappy
   compressed JSON body fails to parse (400).
+* Any Content-Type other than ``application/json`` is read as Loki reads it: a logproto.PushRequest in
+  protobuf, compressed with snappy's *block* format (a framed-snappy or uncompressed body is a 400; the
+  declared decoded length is checked against the body limit before decoding). Stream labels come as
+  the ``{name="value", ...}`` text Loki parses. Decoding snappy needs cramjam.
+* A 400 has Loki 3's two shapes: the distributor's validation errors (too old, too new, line too long,
+  structured metadata disallowed or too large, label limits) as Go's ``util.GroupedErrors``
+  (``N errors like: MSG; ...``, a lone message bare), or, when the ingester refused entries (too far
+  behind, ``reject_matching``), its per-stream summary ``entry with timestamp T ignored, reason: '...',``
+  lines and ``user 'T', total ignored: N out of M for stream: {...}``, which replaces the former (Loki's
+  instance.Push returns the last stream's error). The valid entries of the request are stored.
+* ``allow_structured_metadata=False`` is ``limits_config.allow_structured_metadata: false``: every entry
+  carrying metadata is refused. ``fail_next`` can also answer 2xx with a body or 3xx with a Location,
+  ``tls=(cert, key)`` serves HTTPS, ``refuse_tenant`` makes the gateway refuse one tenant.
 * Structural problems fail the whole request with nothing stored: bad JSON, a timestamp that is not a
   string of integer ns, an invalid label name, a non-string label value, structured metadata that is
   not an object of strings. Label *limits* (more than 15 names, name > 1024 or value > 2048 bytes) are
@@ -323,6 +336,123 @@ def _parse_push(doc: Any) -> list[tuple[dict[str, str], list[_Stored]]]:
             if ts > _INT64_MAX or ts < _INT64_MIN:
                 raise _HTTPError(400, f'strconv.ParseInt: parsing "{ts_text}": value out of range')
             append((ts, line, meta))
+        parsed.append((labels, entries))
+    return parsed
+
+
+def _unsnappy(data: bytes, limit: int) -> bytes:
+    """Snappy *block* format (golang/snappy Decode, as Loki's util.ParseProtoReader uses it), bounded
+    by the decoded length the block declares up front, before anything is allocated."""
+    import cramjam
+
+    try:
+        size, _ = _read_varint(data, 0)
+    except IndexError:
+        raise _HTTPError(400, "snappy: corrupt input") from None
+    if size > limit:
+        raise _HTTPError(413, f"received message larger than max ({size} vs {limit})")
+    try:
+        return bytes(cramjam.snappy.decompress_raw(data))
+    except Exception:  # cramjam raises its own DecompressionError
+        raise _HTTPError(400, "snappy: corrupt input") from None
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise _HTTPError(400, "proto: integer overflow")
+
+
+def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """(field number, value) pairs of one protobuf message: varints as int, length-delimited as bytes."""
+    out: list[tuple[int, int | bytes]] = []
+    pos = 0
+    try:
+        while pos < len(data):
+            key, pos = _read_varint(data, pos)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                value, pos = _read_varint(data, pos)
+                out.append((number, value))
+            elif wire == 2:
+                length, pos = _read_varint(data, pos)
+                if pos + length > len(data):
+                    raise _HTTPError(400, "proto: unexpected EOF")
+                out.append((number, data[pos:pos + length]))
+                pos += length
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            else:
+                raise _HTTPError(400, f"proto: illegal wireType {wire}")
+    except IndexError:
+        raise _HTTPError(400, "proto: unexpected EOF") from None
+    return out
+
+
+def _parse_labels_text(text: str) -> dict[str, str]:
+    """Loki's syntax.ParseLabels for a stream's labels string: {name="value", ...}."""
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        raise _HTTPError(400, f"couldn't parse labels: 1:1: parse error: unexpected input {text[:40]!r}")
+    labels: dict[str, str] = {}
+    pos, inner = 0, stripped[1:-1]
+    while inner[pos:].strip():
+        m = _MATCHER_RE.match(inner, pos)
+        if m is None or m.group(2) != "=":
+            raise _HTTPError(400, f"couldn't parse labels: 1:{pos + 2}: parse error: unexpected character")
+        name, _, token = m.groups()
+        value = _go_unquote(token)
+        if value:  # empty values are dropped, as in the JSON path
+            labels[name] = value
+        pos = m.end()
+        if pos < len(inner) and inner[pos] == ",":
+            pos += 1
+    return labels
+
+
+def _parse_protobuf_push(data: bytes) -> list[tuple[dict[str, str], list[_Stored]]]:
+    """logproto.PushRequest -> (labels, entries) per stream, like _parse_push for JSON."""
+    parsed: list[tuple[dict[str, str], list[_Stored]]] = []
+    names: dict[str, str] = {}
+    for number, stream in _fields(data):
+        if number != 1 or not isinstance(stream, bytes):
+            continue
+        labels_text = ""
+        entries: list[_Stored] = []
+        for field, value in _fields(stream):
+            if field == 1 and isinstance(value, bytes):
+                labels_text = value.decode("utf-8", "replace")
+            elif field == 2 and isinstance(value, bytes):
+                seconds = nanos = 0
+                line = ""
+                meta: dict[str, str] = {}
+                for f, v in _fields(value):
+                    if f == 1 and isinstance(v, bytes):
+                        for tf, tv in _fields(v):
+                            if tf == 1 and isinstance(tv, int):
+                                seconds = tv - (1 << 64) if tv >= 1 << 63 else tv
+                            elif tf == 2 and isinstance(tv, int):
+                                nanos = tv
+                    elif f == 2 and isinstance(v, bytes):
+                        line = v.decode("utf-8", "replace")
+                    elif f == 3 and isinstance(v, bytes):
+                        pair = dict(_fields(v))
+                        name, val = pair.get(1, b""), pair.get(2, b"")
+                        if isinstance(name, bytes) and isinstance(val, bytes):
+                            meta[name.decode("utf-8", "replace")] = val.decode("utf-8", "replace")
+                entries.append((seconds * NS + nanos, line, _parse_metadata(meta, names)))
+        labels = _parse_labels_text(labels_text)
+        if SERVICE_NAME not in labels:
+            labels[SERVICE_NAME] = next((labels[n] for n in DISCOVER_SERVICE_NAME if n in labels), UNKNOWN_SERVICE)
         parsed.append((labels, entries))
     return parsed
 
@@ -678,6 +808,7 @@ class LokiDouble:
         self._actions: list[_Action] = []
         self._reject_substrings: list[str] = []
         self._refused_tenants: dict[str, int] = {}
+        self.media_types: list[str] = []  # Content-Type of each push that got past auth
         self.pushes = 0
         self.accepted_entries = 0
         self.rejected_entries = 0
@@ -784,6 +915,7 @@ class LokiDouble:
             self._actions.clear()
             self._reject_substrings.clear()
             self._refused_tenants.clear()
+            self.media_types = []
             self.pushes = 0
             self.accepted_entries = 0
             self.rejected_entries = 0
@@ -871,15 +1003,19 @@ class LokiDouble:
         if not content_type or not content_type.split(";", 1)[0].strip():
             raise _HTTPError(400, "mime: no media type")
         media_type = content_type.split(";", 1)[0].strip().lower()
-        if media_type != "application/json":
-            # Loki would try snappy protobuf here; the double only speaks JSON.
-            raise _HTTPError(400, f"unsupported Content-Type {media_type!r}: this double only accepts application/json")
+        with self._lock:
+            self.media_types.append(media_type)
         data = _inflate(body, encoding, self.max_body_bytes)
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _HTTPError(400, f"loghttp.PushRequest: ReadObject: {exc}") from None
-        parsed = _parse_push(doc)
+        if media_type == "application/json":
+            try:
+                doc = json.loads(data)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise _HTTPError(400, f"loghttp.PushRequest: ReadObject: {exc}") from None
+            parsed = _parse_push(doc)
+        else:
+            # Loki's default branch: any other Content-Type is a snappy-block-compressed
+            # logproto.PushRequest (what Promtail and Alloy send as application/x-protobuf).
+            parsed = _parse_protobuf_push(_unsnappy(data, self.max_body_bytes))
         if not parsed:
             raise _HTTPError(422, "error at least one valid stream is required for ingestion")
         return self._ingest(tenant, parsed, self.now_ns())

@@ -484,3 +484,57 @@ def test_ingests_1_mib_batches_well_above_100k_entries_per_second(
     assert loki.accepted_entries == 40_000
     # Measured ~250k/s; the bar is the benchmark's own rate, leaving headroom for slow CI.
     assert rate > 100_000, f"{rate:,.0f} entries/s"
+
+
+# --- protobuf + snappy, Loki's native format --------------------------------------------------
+
+
+PROTO = {"Content-Type": "application/x-protobuf"}
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    assert len(payload) < 128
+    return bytes([field << 3 | 2, len(payload)]) + payload
+
+
+def test_protobuf_with_snappy_block_is_read_like_loki(loki: LokiDouble, http: requests.Session) -> None:
+    import cramjam
+
+    # Built field by field from push.proto: PushRequest.streams(1) -> StreamAdapter{labels(1),
+    # entries(2)} -> EntryAdapter{timestamp(1){seconds(1), nanos(2)}, line(2), structuredMetadata(3)}.
+    seconds, nanos = divmod(NOW, NS)
+    stamp = bytes([0x08]) + _varint(seconds) + bytes([0x10]) + _varint(nanos + 5)
+    pair = _ld(1, b"k8s.pod.uid") + _ld(2, b"u-1")
+    entry = _ld(1, stamp) + _ld(2, "é line".encode()) + _ld(3, pair)
+    stream = _ld(1, b'{job="loki-event-sync", namespace="default"}') + _ld(2, entry)
+    r = http.post(loki.url + "/loki/api/v1/push", data=bytes(cramjam.snappy.compress_raw(_ld(1, stream))),
+                  headers=PROTO, timeout=5)
+    assert r.status_code == 204, r.text
+    (e,) = loki.entries()
+    assert (e.labels, e.ts, e.line, e.metadata) == (dict(SVC_KEY), NOW + 5, "é line", {"k8s_pod_uid": "u-1"})
+    assert loki.media_types == ["application/x-protobuf"]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def test_protobuf_framed_snappy_or_uncompressed_is_400(loki: LokiDouble, http: requests.Session) -> None:
+    import cramjam
+
+    body = _ld(1, _ld(1, b'{a="b"}'))
+    for data in (bytes(cramjam.snappy.compress(body)), body):  # the framed format, and no snappy at all
+        r = http.post(loki.url + "/loki/api/v1/push", data=data, headers=PROTO, timeout=5)
+        assert r.status_code == 400 and loki.entries() == []
+
+
+def test_protobuf_declaring_more_than_the_body_limit_is_413_before_decoding(
+    clock: Clock, http: requests.Session
+) -> None:
+    with LokiDouble(now_ns=clock, max_body_bytes=1000) as loki:
+        r = http.post(loki.url + "/loki/api/v1/push", data=_varint(10**9) + b"\x00", headers=PROTO, timeout=5)
+    assert r.status_code == 413 and "larger than max" in r.text
