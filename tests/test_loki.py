@@ -439,7 +439,7 @@ def test_sigterm_while_waiting_out_a_long_retry_after_ends_the_run_and_releases_
     assert proc.returncode == 1 and "interrupted" in err and "Traceback" not in err, err
     assert h.loki.pushes == 1  # no retry after the signal
     lease = h.kube.get_object("leases", NAMESPACE, "loki-event-sync")
-    assert lease["spec"]["holderIdentity"] == ""
+    assert lease is not None and lease["spec"]["holderIdentity"] == ""  # released on the way out
     assert checkpoint_bytes(h) is None
 
 
@@ -546,3 +546,18 @@ def test_the_push_format_comparison_runs_and_reports_both_formats() -> None:
     assert set(res) == {"json", "protobuf"}
     for r in res.values():  # figures exist and compression did something; no speed is asserted
         assert 0 < r["wire_bytes_per_event"] < r["raw_bytes_per_event"] and r["requests"] >= 1
+
+
+def test_a_token_rotated_mid_run_into_one_a_header_cannot_carry_fails_in_one_line(h: Harness, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("token-fine-Qw12\n")
+
+    def rotate(method: str, path: str) -> None:
+        if path.startswith("/api/v1/events"):
+            token.write_text("token-broken-Qw12\nX-Injected: 1\n")
+
+    h.kube.on_request = rotate
+    _seed(h, 2)
+    assert h.run("run", "--loki-bearer-token-file", str(token)) == 1
+    msg = _one_error(h)
+    assert "line break" in msg and "token-broken" not in h.stderr and h.loki.pushes == 0
