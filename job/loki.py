@@ -26,8 +26,9 @@ pkg/ingester/stream.go, pkg/util/errors.go) and what the job makes of it:
   has no push API), ``413`` for a single entry.
 
 A SIGTERM reaches the main thread as KeyboardInterrupt wherever it waits on the sender (a full queue,
-``flush``); ``close()`` then stops the sender without waiting out its retry sleep: the worker is a
-daemon, sends nothing after the stop, and the process exits past it with the Lease released.
+``flush``); ``close()`` then sets the stop event, which ends the sender's retry wait at once, and does
+not wait for a request in flight: the worker is a daemon and sends nothing after the stop, so the
+process exits with the Lease released.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ import queue
 import random
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
@@ -459,6 +461,14 @@ class Pusher:
                                 f"{self.retry_budget:g}s")
             log.warning("%s; retry %d in %.1fs", problem, attempt, delay)
             self.stats.retries += 1
+            self._sleep(delay)
+
+    def _sleep(self, delay: float) -> None:
+        if self.clock.sleep is time.sleep:
+            # The real clock: wait on the stop event instead, so close() (SIGTERM) ends the wait at
+            # once and no retry follows. An injected clock (a test's) decides for itself.
+            self._stop.wait(delay)
+        else:
             self.clock.sleep(delay)
 
     def _token(self) -> str:

@@ -561,3 +561,19 @@ def test_a_token_rotated_mid_run_into_one_a_header_cannot_carry_fails_in_one_lin
     assert h.run("run", "--loki-bearer-token-file", str(token)) == 1
     msg = _one_error(h)
     assert "line break" in msg and "token-broken" not in h.stderr and h.loki.pushes == 0
+
+
+def test_close_ends_the_senders_retry_wait_at_once_and_nothing_is_retried(loki: LokiDouble) -> None:
+    import threading
+
+    from job.loki import Pusher
+
+    loki.fail_next(503, times=10, retry_after="300", body="overloaded")
+    pusher = Pusher(loki.url, batch_bytes=10, retry_budget=600.0)  # the real clock: a real 300 s wait
+    pusher.add((("job", "x"),), 1_700_000_000 * 10**9, "a line long enough to fill the batch")
+    worker = pusher._worker
+    while loki.pushes == 0 and worker.is_alive():
+        threading.Event().wait(0.01)
+    pusher.close()
+    worker.join(timeout=10)  # a hang guard, far below the 300 s Retry-After
+    assert not worker.is_alive() and loki.pushes == 1 and pusher.stats.retries == 1

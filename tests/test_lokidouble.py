@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -463,27 +462,23 @@ def test_ready(loki: LokiDouble, http: requests.Session) -> None:
     assert r.status_code == 200 and r.text == "ready"
 
 
-# --- speed -----------------------------------------------------------------------------------
+# --- volume ----------------------------------------------------------------------------------
 
 
-def test_ingests_1_mib_batches_well_above_100k_entries_per_second(
-    loki: LokiDouble, http: requests.Session
-) -> None:
-    batches = []
+def test_ingests_1_mib_batches_with_metadata_entry_for_entry(loki: LokiDouble, http: requests.Session) -> None:
+    # What the benchmark sends: 5 batches of ~1 MiB. Behaviour only; the double's speed is reported by
+    # the benchmark (its CPU share), never asserted here.
     stamp = NOW - 50 * 60 * NS
     for b in range(5):
         values = []
-        for i in range(8000):  # ~1 MiB of JSON per batch
+        for i in range(8000):
             values.append([str(stamp), f"Normal Scheduled Pod/default/web-{b}-{i} assigned to node-{i % 7}", {"uid": f"{b}-{i}"}])
             stamp += 1000
-        batches.append(gzip.compress(body(({"namespace": "default", "type": "Normal"}, values))))
-    started = time.perf_counter()
-    for payload in batches:
+        payload = gzip.compress(body(({"namespace": "default", "type": "Normal"}, values)))
         assert http.post(loki.url + "/loki/api/v1/push", data=payload, headers=JSON_GZIP).status_code == 204
-    rate = 40_000 / (time.perf_counter() - started)
-    assert loki.accepted_entries == 40_000
-    # Measured ~250k/s; the bar is the benchmark's own rate, leaving headroom for slow CI.
-    assert rate > 100_000, f"{rate:,.0f} entries/s"
+    assert loki.accepted_entries == 40_000 and loki.rejected_entries == 0
+    entries = loki.entries()
+    assert len(entries) == 40_000 and entries[-1].metadata == {"uid": "4-7999"}
 
 
 # --- protobuf + snappy, Loki's native format --------------------------------------------------
