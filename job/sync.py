@@ -62,7 +62,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     fmt = Formatter(label_style=cfg.label_style, line_format=cfg.line_format, cluster=cfg.cluster,
                     max_line_bytes=cfg.max_line_bytes, structured_metadata=cfg.structured_metadata)
     pusher = pusher_for(cfg, deps)
-    route = router_for(cfg, conn.api)
+    route = router_for(cfg, conn.api, deps.redactor)
     now_ns = to_ns(now)
     try:
         if existed and not backfill:

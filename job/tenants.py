@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from job.cmd import Config
+from job.logs import Redactor
 
 
 
@@ -47,14 +48,18 @@ class Router:
         return self.default
 
 
-def router_for(cfg: Config, api: Any) -> Router | None:
+def router_for(cfg: Config, api: Any, redactor: Redactor | None = None) -> Router | None:
     """The run's Router, or None when every event goes to the one --tenant (the cheap common case).
 
-    ``api`` is a callable returning the kubernetes ApiClient, called only for --tenant-label.
+    ``api`` is a callable returning the kubernetes ApiClient, called only for --tenant-label; the
+    tenants the labels name become secrets of ``redactor``, like those of --tenant and --tenant-map.
     """
     if not cfg.tenant_map and not cfg.tenant_label:
         return None
     by_label = namespace_labels(api(), cfg.tenant_label, cfg.api_timeout) if cfg.tenant_label else {}
+    if redactor is not None:
+        for tenant in set(by_label.values()):
+            redactor.add(tenant)
     return Router(cfg.tenant, cfg.tenant_map, by_label, cfg.tenant_label)
 
 
