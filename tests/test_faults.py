@@ -8,6 +8,7 @@ set and assert none of them reaches any output.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import uuid
@@ -599,6 +600,10 @@ FAULTS: dict[str, tuple[tuple[str, ...], str | None, int]] = {
     "loki 413 on a single entry": (("--batch-bytes", "1"), None, 1),
     "loki 401": ((), None, 1),
     "loki drops the connection, then the retry lands": ((), None, 0),
+    "loki redirects to another host": ((), None, 1),
+    "loki is a login page answering 200": ((), None, 1),
+    "loki refuses the whole request (400)": ((), None, 1),
+    "loki echoes the request headers in a 403": ((), None, 1),
     "api 500 on a page": ((), None, 1),
     "api 403 on list": ((), None, 1),
     "api 409 on save": ((), None, 1),
@@ -626,6 +631,16 @@ def _arrange(name: str, h: Harness, s3: S3) -> None:
         loki.fail_next(401, body="Unauthorized")
     elif name.startswith("loki drops the connection"):
         loki.drop_connection_next()
+    elif name == "loki redirects to another host":
+        loki.fail_next(307, body="", location="http://127.0.0.1:9/loki/api/v1/push?session=abc")
+    elif name == "loki is a login page answering 200":
+        loki.fail_next(200, body="<html>Sign in</html>", content_type="text/html")
+    elif name == "loki refuses the whole request (400)":
+        loki.fail_next(400, body="loghttp.PushRequest: ReadObject: expect { or n")
+    elif name == "loki echoes the request headers in a 403":
+        basic = base64.b64encode(f"svc:{PASSWORD}".encode()).decode()
+        loki.fail_next(403, body=f"denied; got Authorization: Basic {basic}, X-Scope-OrgID: {TENANT}, "
+                                 f"token {BEARER}")
     elif name == "api 500 on a page":
         seed(h, 60, prefix=f"p{uuid.uuid4().hex[:6]}")
         kube.fail("GET", NEXT_PAGE, 500)
@@ -655,7 +670,8 @@ def test_no_credential_reaches_any_output_under_any_fault(
     env = {"LOKI_EVENT_SYNC_LOKI_USERNAME": "svc", "LOKI_EVENT_SYNC_LOKI_PASSWORD": PASSWORD, "LOKI_EVENT_SYNC_LOKI_BEARER_TOKEN_FILE": str(token),
            "LOKI_EVENT_SYNC_TENANT": TENANT}
     secrets = {"LOKI_EVENT_SYNC_LOKI_PASSWORD": PASSWORD, "bearer token": BEARER, "URL password": URL_PASSWORD,
-               "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
+               "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+               "base64 of svc:password": base64.b64encode(f"svc:{PASSWORD}".encode()).decode()}
     seed(h, 5, prefix="first")
     url = h.loki.url.replace("http://", f"http://svc:{URL_PASSWORD}@")
     assert h.run(raw=with_url(h, url), env=env) == 0, h.stderr
