@@ -49,7 +49,10 @@ API_CALLS: dict[str, tuple[str, str, str]] = {
     "replace_namespaced_config_map": ("", "configmaps", "update"),
     "patch_namespaced_config_map": ("", "configmaps", "patch"),
     "create_namespaced_config_map": ("", "configmaps", "create"),
+    "list_namespace": ("", "namespaces", "list"),
 }
+# Calls made only when a setting asks for them, each granted by its own component, not the install.
+OPT_IN = {("", "namespaces", "list"): "tenant-label"}
 # The restricted Pod Security profile's volume types (hostPath is the one that matters).
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                       "projected", "secret"}
@@ -280,20 +283,30 @@ def granted(items: list[dict[str, Any]]) -> tuple[set[tuple[str, str, str]], lis
 
 def test_rbac_grants_nothing_the_code_does_not_call() -> None:
     perms, _ = granted(install())
-    extra = perms - used_permissions()
+    extra = perms - (used_permissions() - set(OPT_IN))
     assert not extra, f"granted but never used: {sorted(extra)}"
     assert not any("*" in perm for perm in perms)
 
 
 def test_rbac_grants_every_call_except_create_which_the_install_makes_unnecessary() -> None:
     perms, _ = granted(install())
-    missing = {p for p in used_permissions() - perms if p[2] != "create"}
+    missing = {p for p in used_permissions() - set(OPT_IN) - perms if p[2] != "create"}
     assert not missing, f"the code calls these but RBAC refuses them: {sorted(missing)}"
     assert not any(verb == "create" for _, _, verb in perms)
     # Without `create`, the Lease and the checkpoint ConfigMap must exist before the first run.
     names = {(d["kind"], d["metadata"]["name"]) for d in install()}
     assert ("Lease", DEFAULT_LEASE_NAME) in names
     assert ("ConfigMap", DEFAULT_CHECKPOINT_CONFIGMAP) in names
+
+
+@pytest.mark.parametrize("perm, component", sorted(OPT_IN.items()))
+def test_each_opt_in_call_is_granted_by_its_component_bound_to_the_job(
+        tmp_path: Path, perm: tuple[str, str, str], component: str) -> None:
+    items = render_overlay(tmp_path, 'resources: ["{install}"]\ncomponents: ["{c}"]\n',
+                           install=ROOT / "deploy" / "install", c=COMPONENTS / component)
+    perms, _ = granted(items)
+    assert perm in perms and perm in used_permissions()
+    assert_bound_to_the_service_account(items, "loki-event-sync")
 
 
 def test_namespaced_grants_are_limited_to_the_objects_the_job_owns() -> None:
@@ -483,7 +496,9 @@ images:
 
 def test_namespaced_rbac_replaces_the_cluster_wide_grant_with_a_role_per_watched_namespace(tmp_path: Path) -> None:
     items = all_components(tmp_path)
-    assert not by_kind(items, "ClusterRole") and not by_kind(items, "ClusterRoleBinding")
+    cluster_wide = by_kind(items, "ClusterRole") + by_kind(items, "ClusterRoleBinding")
+    # The only cluster-wide grant left is the opt-in tenant-label one, which lists namespaces, not events.
+    assert {d["metadata"]["name"] for d in cluster_wide} == {"loki-event-sync-namespaces"}
     readers = [r for r in by_kind(items, "Role") if r["metadata"]["name"] == "loki-event-sync-events"]
     watched = {r["metadata"]["namespace"] for r in readers}
     assert watched == {"default"}
