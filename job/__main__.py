@@ -1,6 +1,12 @@
 import gc
 import signal
 
+from job import kube
+
+# The kubernetes client without its 769 generated models (job/kube.py says how): before anything
+# imports it. Here, at the process entry point, so importing job.kube has no side effect.
+kube.lean_kubernetes()
+
 import job.sync  # noqa: F401  (the heavy imports, the kubernetes client among them, before the freeze)
 from job.main import main
 
