@@ -9,12 +9,28 @@ talk to kube-apiserver. Behaviour follows /work/shared/KUBERNETES.md and the api
   inconsistent-resume token, ``compact()``; plus get/create/update/patch/delete by name.
 * ConfigMaps and coordination.k8s.io/v1 Leases: get/list/create/update/patch/delete with the
   apiserver's optimistic concurrency, validation and error Status objects.
-* Faults: ``fail()``, ``forbid()``, ``expire_continue_after()``, ``empty_pages()``, bearer tokens.
+* Faults: ``fail()``, ``forbid()``, ``expire_continue_after()``, ``empty_pages()``,
+  ``repeat_continue()``, bearer tokens.
+* RBAC, opt-in per test (``enforce_rbac()``): bearer tokens authenticate as users
+  (``add_token()``), and Roles, ClusterRoles, RoleBindings and ClusterRoleBindings given as
+  the dicts their YAML holds (``apply_rbac()``) authorise each request as kube-apiserver's RBAC
+  authorizer does: a ClusterRoleBinding grants at every scope, a RoleBinding (to a Role or a
+  ClusterRole) only in its namespace, a rule with ``resourceNames`` only requests that name one
+  object. A denial is 403 with the real message, e.g. ``events is forbidden: User
+  "system:serviceaccount:ns:sa" cannot list resource "events" in API group "" at the cluster
+  scope``. Without ``enforce_rbac()`` every token may do everything (``forbid()`` aside).
+* The watch cache (``watch_cache``, ``lag_watch_cache()``): lists with ``resourceVersion=0``
+  ("any") or ``resourceVersion=N&resourceVersionMatch=NotOlderThan`` (and rv=N without limit)
+  are served from the cache, at the cache's revision, which may trail etcd's. ``"snapshot"``
+  (1.34+, ListFromCacheSnapshot on by default) pages them with ``limit``/``continue``;
+  ``"unpaginated"`` (before 1.33, or the gate off) ignores ``limit`` and answers in one page.
+  NotOlderThan a revision the cache has not reached gets 504 ``Too large resource version``
+  (the real cacher waits 3 s first). ``served_from`` records "etcd" or "cache" per list request.
 
 Deliberate differences from a real apiserver (none matter to a client that only lists):
-no watch, no server-side apply, no gzip, no managedFields; ``resourceVersion=0`` honours
-``limit`` (older watch caches ignored it); ``remainingItemCount`` also counts deleted keys not
-yet compacted (KUBERNETES.md calls it an estimate). Request bodies over 3 MiB get 413, as real.
+no watch, no server-side apply, no gzip, no managedFields; ``remainingItemCount`` also counts
+deleted keys not yet compacted (KUBERNETES.md calls it an estimate); RBAC groups and
+aggregated ClusterRoles are not modelled. Request bodies over 3 MiB get 413, as real.
 
 Things worth knowing when writing tests against it (all real apiserver/client behaviour):
 an injected 429 carries ``Retry-After`` (see ``retry_after``), and urllib3 inside the kubernetes
@@ -773,6 +789,8 @@ class _Handler(BaseHTTPRequestHandler):
             if body is None:
                 raise ApiError(413, f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES}")
             code, payload, headers = api._dispatch(method, path, self.headers, body)
+            with api._lock:
+                api.bytes_sent += len(payload)
         except ApiError as err:
             code, payload, headers = err.code, _dumps(err.status()), err.headers
         except Exception as exc:  # a bug here or in a hook must surface, not hang the client
@@ -828,6 +846,15 @@ class KubeAPI:
         self._stores: dict[str, _Store] = {name: _Store() for name in _RESOURCES}
         self._faults: list[list[Any]] = []  # [method, regex, status, remaining, message]
         self._forbidden: set[tuple[str, str]] = set()
+        self._rbac = False
+        self._users: dict[str, str] = {}  # bearer token -> user name
+        self._rbac_objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, namespace, name)
+        self._repeat_continue = 0
+        # "snapshot": 1.34+ pages cache-served lists; "unpaginated": older caches ignore limit.
+        self.watch_cache = "snapshot"
+        self._cache_rev: int | None = None  # None: the cache is up to date with etcd
+        self.served_from: list[str] = []  # "etcd" or "cache", per list request
+        self.bytes_sent = 0  # response body bytes, all requests
         self._expire_after: int | None = None
         self._empty_pages = 0
         self._token_pages: dict[str, int] = {}  # issued continue token -> pages served so far
@@ -1006,6 +1033,82 @@ class KubeAPI:
         with self._lock:
             self._faults.append([method.upper(), re.compile(path_regex), status, times, message])
 
+    def repeat_continue(self, times: int = 1) -> None:
+        """The next `times` continue requests get an empty page carrying the very token they sent,
+        as a broken proxy or server might: a client that trusts it would list forever."""
+        with self._lock:
+            self._repeat_continue = times
+
+    def lag_watch_cache(self) -> None:
+        """Freeze the watch cache at the current revision: cache-served lists see this snapshot,
+        and later writes only in etcd, until catch_up_watch_cache()."""
+        with self._lock:
+            self._cache_rev = self._rev
+
+    def catch_up_watch_cache(self) -> None:
+        with self._lock:
+            self._cache_rev = None
+
+    # ---------------------------------------------------------------- RBAC
+
+    def enforce_rbac(self) -> None:
+        """From now on every request is authenticated by its bearer token (add_token(); the
+        server's own `token`, if any, stays the user `user`) and authorised by apply_rbac()'s objects."""
+        with self._lock:
+            self._rbac = True
+            if self.token is not None:
+                self._users.setdefault(self.token, self.user)
+
+    def add_token(self, token: str, user: str) -> None:
+        """A bearer token that authenticates as `user` (e.g. system:serviceaccount:NS:NAME)."""
+        with self._lock:
+            self._users[token] = user
+
+    def apply_rbac(self, *objects: dict[str, Any]) -> None:
+        """Create or replace Roles, ClusterRoles, RoleBindings, ClusterRoleBindings (YAML dicts)."""
+        with self._lock:
+            for obj in objects:
+                kind = obj.get("kind")
+                if kind not in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"):
+                    raise ValueError(f"not an RBAC object: {kind!r}")
+                md = obj.get("metadata") or {}
+                ns = md.get("namespace", "default") if kind in ("Role", "RoleBinding") else ""
+                self._rbac_objects[(kind, ns, md["name"])] = obj
+
+    def _allowed(self, user: str, verb: str, res: "_Resource", namespace: str | None, name: str | None) -> bool:
+        """rbac.authorizer: any binding of the user to a role with a matching rule allows."""
+        def subject_is_user(binding: dict[str, Any], binding_ns: str) -> bool:
+            for sub in binding.get("subjects") or []:
+                kind = sub.get("kind")
+                if kind == "ServiceAccount":
+                    if user == f"system:serviceaccount:{sub.get('namespace') or binding_ns}:{sub.get('name')}":
+                        return True
+                elif kind == "User" and sub.get("name") == user:
+                    return True
+            return False
+
+        def rules(ref: dict[str, Any], binding_ns: str) -> list[dict[str, Any]]:
+            kind = ref.get("kind")
+            role = self._rbac_objects.get((kind, binding_ns if kind == "Role" else "", ref.get("name", "")))
+            return list((role or {}).get("rules") or [])
+
+        def matches(rule: dict[str, Any]) -> bool:
+            def has(key: str, value: str) -> bool:
+                values = rule.get(key) or []
+                return "*" in values or value in values
+
+            names = rule.get("resourceNames") or []
+            return (has("verbs", verb) and has("apiGroups", res.group) and has("resources", res.plural)
+                    and (not names or (name is not None and name in names)))
+
+        with self._lock:
+            objects = list(self._rbac_objects.items())
+        for (kind, ns, _), obj in objects:
+            if kind == "ClusterRoleBinding" or (kind == "RoleBinding" and namespace and ns == namespace):
+                if subject_is_user(obj, ns) and any(matches(r) for r in rules(obj.get("roleRef") or {}, ns)):
+                    return True
+        return False
+
     def forbid(self, verb: str, resource: str) -> None:
         """RBAC denial of `verb` ("*" for all) on `resource` ("events", "configmaps", "leases")."""
         with self._lock:
@@ -1073,24 +1176,35 @@ class KubeAPI:
         )
         self._stores[res.plural].write(f"{md['namespace']}/{md['name']}", version)
 
-    def _check_auth(self, headers: Any) -> None:
-        token = self.token
-        if token is None:
-            return
+    def _check_auth(self, headers: Any) -> str:
+        """The authenticated user's name (401 if the token is not accepted)."""
         # As kube-apiserver's bearertoken authenticator: trim the header, split on single spaces, and
         # take the second part, so "Bearer   tok" (a token with leading blanks) is refused.
         parts = (headers.get("Authorization") or "").strip().split(" ", 2)
-        if len(parts) < 2 or parts[0].lower() != "bearer" or parts[1] != token:
+        presented = parts[1] if len(parts) >= 2 and parts[0].lower() == "bearer" else None
+        with self._lock:
+            rbac, users = self._rbac, dict(self._users)
+        if rbac:
+            if presented is None:
+                return "system:anonymous"
+            if presented not in users:
+                raise ApiError(401, "Unauthorized")
+            return users[presented]
+        if self.token is not None and presented != self.token:
             raise ApiError(401, "Unauthorized")
+        return self.user
 
-    def _check_rbac(self, verb: str, res: _Resource, namespace: str | None, name: str | None) -> None:
+    def _check_rbac(self, user: str, verb: str, res: _Resource, namespace: str | None, name: str | None) -> None:
         with self._lock:
             denied = any(
                 (v == verb or v == "*") and (r == res.plural or r == "*") for v, r in self._forbidden
             )
+            rbac = self._rbac
+        if not denied and rbac:
+            denied = not self._allowed(user, verb, res, namespace, name)
         if not denied:
             return
-        what = f'User "{self.user}" cannot {verb} resource "{res.plural}" in API group "{res.group}"'
+        what = f'User "{user}" cannot {verb} resource "{res.plural}" in API group "{res.group}"'
         what += f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
         subject = f'{res.qualified_resource} "{name}"' if name else res.qualified_resource
         raise ApiError(403, f"{subject} is forbidden: {what}", details=res.details(name or ""))
@@ -1119,7 +1233,7 @@ class KubeAPI:
         parts = urlsplit(raw_path)
         path = parts.path
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        self._check_auth(headers)
+        user = self._check_auth(headers)
 
         if method == "GET" and path == "/version":
             self._check_faults(method, raw_path)
@@ -1142,7 +1256,7 @@ class KubeAPI:
             "PATCH": "patch",
             "DELETE": "delete" if name else "deletecollection",
         }[method]
-        self._check_rbac(verb, res, namespace, name)
+        self._check_rbac(user, verb, res, namespace, name)
         self._check_faults(method, raw_path)
         dry_run = bool(query.get("dryRun"))
 
@@ -1212,10 +1326,20 @@ class KubeAPI:
             except ValueError:
                 raise ApiError(400, f'invalid resource version "{rv}"') from None
 
+        # Which lists the watch cache serves (k8s.io/apiserver cacher, KUBERNETES.md): "any"
+        # (rv=0) and "not older than" (rv=N with NotOlderThan, or without limit); continue pages
+        # of a cache-served list too when it pages them (ListFromCacheSnapshot).
+        from_cache = rv == "0" or (rv != "" and not cont and (rvm == "NotOlderThan" or (rvm == "" and limit <= 0)))
         with self._lock:
             store = self._stores[res.plural]
             current = self._rev
+            cache_rev = current if self._cache_rev is None else self._cache_rev
             served = 0
+            if cont and self._repeat_continue > 0:
+                self._repeat_continue -= 1
+                self.served_from.append("etcd")
+                return (f'{{"kind":"{res.kind}List","apiVersion":"{res.api_version}","metadata":'
+                        f'{{"resourceVersion":"{current}","continue":"{cont}"}},"items":[]}}').encode()
             if cont:
                 served = self._token_pages.get(cont, 1)
                 expired = 0 < token_rv < self._compacted
@@ -1227,6 +1351,16 @@ class KubeAPI:
                     self._token_pages[resume] = served
                     raise ApiError(410, _INCONSISTENT_CONTINUE, continue_token=resume)
                 snapshot = current if token_rv < 0 else min(token_rv, current)
+            elif from_cache:
+                if requested > cache_rev:
+                    raise ApiError(
+                        504, f"Timeout: Too large resource version: {requested}, current: {cache_rev}",
+                        details={"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                                 "retryAfterSeconds": 1},
+                    )
+                snapshot = cache_rev
+                if self.watch_cache == "unpaginated":
+                    limit = 0  # the watch cache before ListFromCacheSnapshot ignores limit: one page
             elif requested:
                 if requested > current:
                     raise ApiError(
@@ -1241,10 +1375,14 @@ class KubeAPI:
             else:
                 snapshot = current
 
+            # 1.34 serves every continue page from a cache snapshot while it has one (75 s).
+            self.served_from.append("cache" if from_cache or (cont and self.watch_cache == "snapshot") else "etcd")
             if self._empty_pages > 0:
                 self._empty_pages -= 1
                 items: list[bytes] = []
-                token = _encode_continue(start if start != prefix else prefix + "\x00", prefix, snapshot)
+                # The key moves on (by a NUL no name holds), as a real server's does past the keys a
+                # selector filtered out, so the token is never the one the client sent.
+                token = _encode_continue(start + "\x00", prefix, snapshot)
                 remaining = -1
             else:
                 items, last, more, remaining = store.page(start, end_key, snapshot, limit, pred)
