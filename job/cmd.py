@@ -59,6 +59,8 @@ class Config:
     max_line_bytes: int = 256 * 1024 - 1024
     batch_bytes: int = MiB
     page_size: int = 500
+    event_namespaces: tuple[str, ...] = ()  # () = cluster-wide
+    list_from: str = "etcd"
     api_timeout: float = 30.0
     push_format: str = "json"
     push_timeout: float = 15.0
@@ -305,6 +307,17 @@ def field_selector(text: str) -> str:
     return text
 
 
+def namespace_list(text: str) -> tuple[str, ...]:
+    """--event-namespaces a,b,c: each a namespace name (DNS-1123 label), no repeats."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for n in names:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n):
+            raise argparse.ArgumentTypeError(f"{n!r} is not a namespace name; use e.g. --event-namespaces team-a,team-b")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} names a namespace twice")
+    return names
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -461,6 +474,12 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         _flag(g, f"exclude-{what}", env, f"skip events whose {what[:-1]} fully matches this regex",
               default=None, type=regex, show="none")
     _flag(g, "page-size", env, "events per list page", default=500, type=positive_int)
+    _flag(g, "event-namespaces", env, "list events only in these namespaces (comma-separated), each with its own "
+          "paged list, so a Role per namespace is enough instead of the ClusterRole", default=(),
+          type=namespace_list, show="all namespaces (cluster-wide list)")
+    _flag(g, "list-from", env, "etcd: every list reads the most recent data from etcd; cache: the API server's "
+          "watch cache serves it (resourceVersionMatch=NotOlderThan the previous run's list), cheaper for "
+          "the API server and etcd, see docs/performance.md", default="etcd", type=choice("etcd", "cache"))
     _flag(g, "event-ttl", env, "the API server's --event-ttl; ledger entries older than this are pruned",
           default=3600.0, type=duration, show="1h")
     _flag(g, "from-file", env, "read a saved `kubectl get events -A -o json` (or - for stdin) instead of the API",

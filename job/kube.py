@@ -1,25 +1,142 @@
-"""The Kubernetes side: one client factory, the job's namespace, and paged event lists."""
+"""The Kubernetes side: one client factory, the job's namespace, and paged event lists.
+
+The official client, without its import bill. ``import kubernetes`` (36.x) executes
+``kubernetes/__init__.py``, which imports every API group and, through ``kubernetes.client``'s
+``__init__``, all 769 generated model modules: about 0.27 CPU-s and 45 MB before the first
+request, most of a run with nothing new. The job only needs ``ApiClient``, ``Configuration``,
+``rest``, ``exceptions``, ``CoreV1Api``, ``CoordinationV1Api`` and the config loaders, and it
+never builds a model (every call passes ``_preload_content=False`` and reads the raw bytes).
+So the first use of a name below registers the client's packages in ``sys.modules`` as *lazy
+packages* (real ``__path__``, ``__init__`` not run yet) and imports only those submodules:
+the same code, the same classes, over the same HTTP, for about a third of the CPU and memory
+(figures in docs/performance.md). A name the job does not map (``kubernetes.client.V1Pod``,
+``kubernetes.watch`` ...) runs the package's real ``__init__`` on first use, so nothing anyone
+imports ever breaks; it just costs what it always did. ``importlib.util.LazyLoader`` cannot do
+this: the import system touches a package's ``__path__`` and sets attributes on it while
+importing a submodule, and either loads the whole package.
+
+Other modules import the client's names from here (``from job.kube import ApiClient,
+CoreV1Api, CoordinationV1Api, ApiException``), never from ``kubernetes.client``, whose
+``__init__`` would load every model.
+
+In a cluster the client's own ``load_incluster_config`` is used (the documented contract: the
+service account token and CA under /var/run/secrets/kubernetes.io/serviceaccount and
+KUBERNETES_SERVICE_HOST/PORT; it re-reads the rotated token itself); with a kubeconfig the
+client's full ``kube_config`` (contexts, exec plugins, OIDC, token files).
+"""
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import logging
 import os
 import queue
 import re
+import sys
 import threading
-from typing import Any, Callable, Iterator
+import types
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
 
 import msgspec
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from job.cmd import UsageError
 from job.events import Page
 
+if TYPE_CHECKING:  # the real modules, for type checkers; at run time the lean loader below
+    from kubernetes import client, config
+    from kubernetes.client import ApiClient, Configuration, CoordinationV1Api, CoreV1Api
+    from kubernetes.client.exceptions import ApiException
+
 log = logging.getLogger(__name__)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+# Where each name the job uses lives, so using it imports one module, not the package's __init__.
+_CLIENT_NAMES = {
+    "ApiClient": "kubernetes.client.api_client",
+    "Configuration": "kubernetes.client.configuration",
+    "CoreV1Api": "kubernetes.client.api.core_v1_api",
+    "CoordinationV1Api": "kubernetes.client.api.coordination_v1_api",
+    "ApiException": "kubernetes.client.exceptions",
+}
+_CONFIG_NAMES = {
+    "load_incluster_config": "kubernetes.config.incluster_config",
+    "ConfigException": "kubernetes.config.config_exception",
+    "new_client_from_config": "kubernetes.config.kube_config",
+    "list_kube_config_contexts": "kubernetes.config.kube_config",
+    "load_kube_config": "kubernetes.config.kube_config",
+    "KUBE_CONFIG_DEFAULT_LOCATION": "kubernetes.config.kube_config",
+}
+_LAZY_PACKAGES = ("kubernetes", "kubernetes.client", "kubernetes.client.api", "kubernetes.client.models",
+                  "kubernetes.config")
+_NAMES = {**{f"kubernetes.client.{k}": v for k, v in _CLIENT_NAMES.items()},
+          **{f"kubernetes.config.{k}": v for k, v in _CONFIG_NAMES.items()}}
+
+
+class _LazyPackage(types.ModuleType):
+    """A package whose ``__init__`` runs only when a name is asked for that no submodule holds."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        where = _NAMES.get(f"{self.__name__}.{name}")
+        if where is not None:
+            return getattr(importlib.import_module(where), name)
+        sub = f"{self.__name__}.{name}"
+        if importlib.util.find_spec(sub) is not None:
+            return importlib.import_module(sub)
+        # Anything else: become the real package, exactly as a plain import would have made it.
+        self.__class__ = types.ModuleType
+        spec = self.__spec__
+        assert spec is not None and spec.loader is not None
+        spec.loader.exec_module(self)
+        return getattr(self, name)
+
+
+def lean_kubernetes() -> None:
+    """Register the client's packages as lazy ones, unless something already imported them."""
+    for name in _LAZY_PACKAGES:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None:  # pragma: no cover - the client is a hard dependency
+            raise ImportError(name)
+        module = importlib.util.module_from_spec(spec)
+        module.__class__ = _LazyPackage
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, module)
+
+
+class _Lean:
+    """``client`` / ``config`` below: each name imports its own module on first use."""
+
+    def __init__(self, names: dict[str, str], package: str) -> None:
+        self._names = names
+        self._package = package
+
+    def __getattr__(self, name: str) -> Any:
+        lean_kubernetes()
+        module = importlib.import_module(self._names.get(name, self._package))
+        value = getattr(module, name)
+        setattr(self, name, value)  # later uses are a plain attribute read
+        return value
+
+
+if not TYPE_CHECKING:
+    client = _Lean(_CLIENT_NAMES, "kubernetes.client")
+    config = _Lean(_CONFIG_NAMES, "kubernetes.config")
+
+
+def __getattr__(name: str) -> Any:
+    """``from job.kube import ApiClient, CoreV1Api, CoordinationV1Api, ApiException, Configuration``."""
+    if name in _CLIENT_NAMES:
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class KubeError(Exception):
@@ -172,19 +289,60 @@ def explain(exc: ApiException, what: str) -> str:
     return f"{what} failed: HTTP {exc.status}: {message}{hint}"
 
 
+LIST_FROM = ("etcd", "cache")
+
+
+@dataclass
+class Listing:
+    """What one run's list was, for the run and the next run's (filled in while listing).
+
+    ``resource_version`` is the newest collection resourceVersion the run's lists were served at
+    (one list cluster-wide, or one per --event-namespaces entry). The run records it in its
+    summary, and so in the checkpoint's ``last_run``; the next run passes it back as
+    ``not_older_than``. ``complete`` is True only when every list was read to its end *and*
+    each is known to be at least as new as the previous run's: only then may the ledger treat a
+    uid missing from the list as deleted by the API server. A list the watch cache served from
+    an older snapshot than the previous run saw would otherwise make the ledger forget events
+    that still exist, and ship them again. resourceVersions are opaque to clients by contract;
+    for the comparison they are read as the etcd revisions they are, and one that is not a
+    number makes the list not complete.
+    """
+
+    not_older_than: str = ""  # the previous run's resource_version ("" = none recorded)
+    resource_version: str = ""
+    complete: bool = False
+    requests: int = 0
+    bytes: int = 0
+    restarts: int = 0
+    served_from: list[str] = field(default_factory=list)  # "etcd" or "cache", per list
+
+
+class KubeForbidden(KubeError):
+    """RBAC refused the list: a permissions setting to fix, so exit 2 like any configuration error."""
+
+    exit_code = 2
+
+
 def list_event_pages(api: client.ApiClient, *, page_size: int, field_selector: str, timeout: float,
-                     decode: Callable[[bytes], Page]) -> Iterator[Page]:
-    """Yield each decoded page of core/v1 events across all namespaces, in order.
+                     decode: Callable[[bytes], Page], namespaces: Sequence[str] = (), list_from: str = "etcd",
+                     listing: Listing | None = None) -> Iterator[Page]:
+    """Yield each decoded page of core/v1 events, cluster-wide or from each of ``namespaces``, in order.
+
+    A list is defined by its scope (``namespaces``) and ``field_selector`` as well: a uid that a
+    different selector or namespace set leaves out was not deleted, so whoever compares lists
+    across runs must compare like with like.
 
     A background thread fetches the next page while this one is processed (the socket wait
     releases the GIL); at most two pages wait, so memory stays a few pages plus the ledger.
+    ``listing`` (if given) is filled in as the lists go; read it once the iterator is exhausted.
     """
     pages: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
+    info = listing if listing is not None else Listing()
 
     def fetch() -> None:
         try:
-            for data in _raw_pages(api, page_size, field_selector, timeout):
+            for data in _all_pages(api, page_size, field_selector, timeout, namespaces, list_from, info):
                 if not _hand_over(pages, data, stop):
                     return
             _hand_over(pages, None, stop)
@@ -216,42 +374,132 @@ def _hand_over(pages: "queue.Queue[bytes | BaseException | None]", item: bytes |
     return False
 
 
-def _raw_pages(api: client.ApiClient, page_size: int, field_selector: str, timeout: float) -> Iterator[bytes]:
-    """The bytes of each page. On 410 Expired the list starts over: the ledger makes re-reading
-    harmless, while the inconsistent-resume token the server offers could skip items."""
+def _all_pages(api: client.ApiClient, page_size: int, field_selector: str, timeout: float,
+               namespaces: Sequence[str], list_from: str, info: Listing) -> Iterator[bytes]:
     core = client.CoreV1Api(api)
+    complete = True
+    newest = -1
+    for ns in (namespaces or [None]):
+        call = (lambda **kw: core.list_namespaced_event(ns, **kw)) if ns else core.list_event_for_all_namespaces
+        rv, fresh = yield from _raw_pages(api, call, ns, page_size, field_selector, timeout, list_from, info)
+        complete = complete and fresh
+        try:
+            newest = max(newest, int(rv))
+        except ValueError:
+            complete = False
+    info.resource_version = str(newest) if newest >= 0 else ""
+    info.complete = complete
+
+
+def _raw_pages(api: client.ApiClient, call: Callable[..., Any], namespace: str | None, page_size: int,
+               field_selector: str, timeout: float, list_from: str,
+               info: Listing) -> Generator[bytes, None, tuple[str, bool]]:
+    """The bytes of each page of one list; returns (its resourceVersion, whether it is known fresh).
+
+    On 410 Expired the list starts over: the ledger makes re-reading harmless, while the
+    inconsistent-resume token the server offers could skip items.
+
+    ``list_from="cache"`` asks the API server's watch cache instead of etcd (KUBERNETES.md facts,
+    docs/performance.md): the first request carries resourceVersion=<the previous run's> with
+    resourceVersionMatch=NotOlderThan (or resourceVersion=0, "any", when no previous run
+    recorded one), and continue tokens after it. Servers before 1.33 (or with the
+    ListFromCacheSnapshot gate off) ignore limit there and answer in one page; 1.34 pages from
+    cache snapshots. A server that cannot serve NotOlderThan from its cache in time answers 504
+    ResourceVersionTooLarge: this list then falls back to etcd's most recent data.
+    """
+    api_ = client.ApiException
+    where = f'in namespace "{namespace}"' if namespace else "cluster-wide"
     token = ""
     restarts = 0
+    seen: set[str] = set()
+    source = list_from
+    rv = ""
     while True:
+        kw: dict[str, Any] = {}
+        if not token and source == "cache":
+            kw["resource_version"] = info.not_older_than or "0"
+            if info.not_older_than:
+                kw["resource_version_match"] = "NotOlderThan"
         try:
-            resp = core.list_event_for_all_namespaces(
-                limit=page_size, _continue=token or None, field_selector=field_selector or None,
-                _preload_content=False, _request_timeout=timeout,
-            )
-        except ApiException as exc:
+            info.requests += 1
+            resp = call(limit=page_size, _continue=token or None, field_selector=field_selector or None,
+                        _preload_content=False, _request_timeout=timeout, **kw)
+        except api_ as exc:
             if exc.status == 410 and restarts < 5:
                 restarts += 1
-                log.warning("the event list expired mid-way (410); listing again from the start")
-                token = ""
+                info.restarts += 1
+                log.warning("the event list %s expired mid-way (410); listing again from the start", where)
+                token, rv = "", ""
+                seen.clear()
                 continue
-            raise KubeError(explain(exc, "listing events")) from None
+            if exc.status == 504 and source == "cache" and not token:
+                log.warning("the API server's watch cache is behind the previous run's list (%s); "
+                            "listing %s from etcd instead", _message(exc), where)
+                source = "etcd"
+                continue
+            if exc.status == 403:
+                raise KubeForbidden(_forbidden(exc, namespace)) from None
+            raise KubeError(explain(exc, f"listing events {where}")) from None
         except HTTPError as exc:
             raise KubeError(f"cannot reach the Kubernetes API at {api.configuration.host}: {type(exc).__name__}") from None
         data = resp.data
         resp.release_conn()  # unread, a raw response keeps its connection (and buffers) out of the pool
-        yield data
+        info.bytes += len(data)
         meta = _envelope.decode(data).metadata
+        if not token:  # the first page names the snapshot every later page of this list is read at
+            rv = (meta.resourceVersion if meta else None) or ""
+        yield data
+        if token:
+            seen.add(token)
         token = (meta.continue_ if meta else None) or ""
         if not token:
-            return
+            break
+        if token in seen:
+            raise KubeError(f"the API server returned the same continue token twice while listing events {where}, "
+                            "so the list would never end; this is a server or proxy fault: check what sits "
+                            "between the job and kube-apiserver")
+    info.served_from.append(source)
+    fresh = True
+    if source == "cache":
+        fresh = _not_older(rv, info.not_older_than)
+        if not fresh and info.not_older_than:
+            log.warning("the watch cache served the events %s at resourceVersion %s, older than the previous "
+                        "run's %s; this run ships what it lists, but does not treat the list as complete",
+                        where, rv or "(none)", info.not_older_than or "(none recorded)")
+    return rv, fresh
 
 
-class _Continue(msgspec.Struct):
+def _not_older(rv: str, previous: str) -> bool:
+    try:
+        return bool(previous) and int(rv) >= int(previous)
+    except ValueError:
+        return False
+
+
+def _message(exc: Any) -> str:
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason or f"HTTP {exc.status}")
+
+
+def _forbidden(exc: Any, namespace: str | None) -> str:
+    if namespace:
+        fix = (f'grant list on events in namespace "{namespace}" (a Role and RoleBinding, see the README\'s '
+               "security section) or leave it out of --event-namespaces")
+    else:
+        fix = ("apply the ClusterRole that grants list on events (deploy/base), or list chosen namespaces "
+               "with --event-namespaces a,b,c and a Role in each")
+    return f"listing events failed: HTTP 403: {_message(exc)}; {fix}"
+
+
+class _ListMeta(msgspec.Struct):
     continue_: str | None = msgspec.field(default=None, name="continue")
+    resourceVersion: str | None = None
 
 
 class _Envelope(msgspec.Struct):
-    metadata: _Continue | None = None
+    metadata: _ListMeta | None = None
 
 
-_envelope = msgspec.json.Decoder(_Envelope)  # skips the items: only the continue token is needed here
+_envelope = msgspec.json.Decoder(_Envelope)  # skips the items: only the list's metadata is needed here

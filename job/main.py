@@ -100,7 +100,8 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
         code = EXIT_USAGE
     except Exception as exc:
         _log_failure(exc)
-        code = EXIT_FAILED
+        # A permission to grant (kube.KubeForbidden) is a configuration error: exit 2, not a failed run.
+        code = int(getattr(exc, "exit_code", EXIT_FAILED))
     _push_metrics(cfg, summary, code)  # a failed run is exactly what the metrics must show
     # Every run ends with its counts, a failed one too: they say how far it got.
     log.info("%s %s: %s", cfg.command, "completed" if code == EXIT_OK else "failed",

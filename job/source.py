@@ -12,13 +12,14 @@ from job.events import Page, decode_page
 from job.failure import RunFailed
 
 
-def pages(cfg: Config, conn: Connections, deps: Deps) -> Iterator[Page]:
+def pages(cfg: Config, conn: Connections, deps: Deps, listing: kube.Listing | None = None) -> Iterator[Page]:
+    """The run's pages; ``listing`` is filled in with what the API list was (kube.Listing)."""
     if cfg.from_file:
         yield _from_file(cfg, deps)
         return
     yield from kube.list_event_pages(
         conn.api(), page_size=cfg.page_size, field_selector=cfg.field_selector, timeout=cfg.api_timeout,
-        decode=decode_page,
+        decode=decode_page, namespaces=cfg.event_namespaces, list_from=cfg.list_from, listing=listing,
     )
 
 

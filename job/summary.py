@@ -26,3 +26,9 @@ class Summary:
     gap_seconds: int = 0
     duration_s: float = 0.0
     watermark: str = ""
+    # The newest resourceVersion the run's event lists were served at, and whether the list is known
+    # complete and no older than the previous run's (job/kube.py Listing); the next run reads it back.
+    resource_version: str = ""
+    list_complete: bool = False
+    api_requests: int = 0
+    api_bytes: int = 0

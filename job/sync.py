@@ -13,6 +13,7 @@ from job.deps import Deps
 from job.events import rfc3339, to_ns
 from job.failure import RunFailed
 from job.lease import Lease, Renewer
+from job.kube import Listing
 from job.lines import Formatter
 from job.loki import pusher_for
 from job.tenants import router_for
@@ -64,6 +65,8 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     pusher = pusher_for(cfg, deps)
     route = router_for(cfg, conn.api, deps.redactor)
     now_ns = to_ns(now)
+    # The previous run's list resourceVersion: a watch-cache list must be at least that new.
+    listing = Listing(not_older_than=str((cp.last_run or {}).get("resource_version") or ""))
     try:
         if existed and not backfill:
             s.gap_seconds = gap.gap_seconds(cp, cfg, now_ns)
@@ -74,7 +77,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
         progress = Progress(deps.stderr, deps.clock.monotonic) if Progress.wanted(cfg.log_format, deps.stderr) else None
         add, labels, line = pusher.add, fmt.labels, fmt.line
         metadata = fmt.metadata if cfg.structured_metadata else None
-        for page in pages(cfg, conn, deps):
+        for page in pages(cfg, conn, deps, listing):
             for e, t_ns, new in select(page, ledger, cfg.filters, window, s):
                 add(labels(e, hour_bucket(t_ns) if backfill else ""), t_ns, line(e, new),
                     metadata(e) if metadata else None, route(e.meta.namespace) if route else None)
@@ -88,6 +91,8 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
         st = pusher.stats
         s.lines, s.bytes, s.bytes_sent, s.rejected = st.lines, st.bytes_raw, st.bytes_sent, st.rejected
         s.pushes, s.retries, s.truncated = st.requests, st.retries, fmt.truncated
+    s.resource_version, s.list_complete = listing.resource_version, listing.complete
+    s.api_requests, s.api_bytes = listing.requests, listing.bytes
     log_malformed_total(s)
     s.pruned = ledger.prune()
     s.ledger = len(cp.ledger)
