@@ -630,3 +630,161 @@ def test_throughput_sanity(api: KubeAPI) -> None:
     rate = n / (time.perf_counter() - start)
     assert seen == n
     assert rate > 50_000, f"{rate:,.0f} events/s"
+
+
+# ------------------------------------------------------------------------------------ RBAC (opt-in)
+
+SA_USER = "system:serviceaccount:loki-event-sync:reader"
+
+
+def _role(kind: str, name: str, rules: list[dict[str, Any]], namespace: str | None = None) -> dict[str, Any]:
+    md: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": md, "rules": rules}
+
+
+def _binding(kind: str, name: str, role_kind: str, role: str, namespace: str | None = None) -> dict[str, Any]:
+    md: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": md,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "loki-event-sync"}]}
+
+
+LIST_EVENTS = [{"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}]
+
+
+@pytest.fixture
+def reader(api: KubeAPI, tmp_path: Path) -> Iterator[k8s.CoreV1Api]:
+    """A client whose token is the `reader` service account's, under enforced RBAC (no grants yet)."""
+    api.enforce_rbac()
+    api.add_token("reader-token", SA_USER)
+    c = _client(api, tmp_path, token="reader-token")
+    yield k8s.CoreV1Api(c)
+    c.close()
+
+
+def test_rbac_role_grants_list_only_in_its_namespace(api: KubeAPI, reader: k8s.CoreV1Api) -> None:
+    _populate(api, 6)
+    api.apply_rbac(_role("Role", "events", LIST_EVENTS, "alpha"),
+                   _binding("RoleBinding", "events", "Role", "events", "alpha"))
+    assert len(_raw_list(reader, "alpha")["items"]) == 2
+    with pytest.raises(ApiException) as info:
+        _raw_list(reader, "beta")
+    assert info.value.status == 403
+    assert _status(info.value)["message"] == (
+        f'events is forbidden: User "{SA_USER}" cannot list resource "events" in API group "" in the namespace "beta"')
+    with pytest.raises(ApiException) as info:
+        _raw_list(reader)
+    assert info.value.status == 403 and _status(info.value)["reason"] == "Forbidden"
+    assert _status(info.value)["message"] == (
+        f'events is forbidden: User "{SA_USER}" cannot list resource "events" in API group "" at the cluster scope')
+
+
+def test_rbac_cluster_role_binding_grants_every_scope_and_a_role_binding_to_it_one_namespace(
+        api: KubeAPI, reader: k8s.CoreV1Api) -> None:
+    _populate(api, 6)
+    api.apply_rbac(_role("ClusterRole", "events", LIST_EVENTS),
+                   _binding("RoleBinding", "events", "ClusterRole", "events", "gamma"))
+    assert len(_raw_list(reader, "gamma")["items"]) == 2
+    with pytest.raises(ApiException):
+        _raw_list(reader)
+    api.apply_rbac(_binding("ClusterRoleBinding", "events", "ClusterRole", "events"))
+    assert len(_raw_list(reader)["items"]) == 6
+    assert len(_raw_list(reader, "beta")["items"]) == 2
+
+
+def test_rbac_resource_names_allow_only_requests_for_that_object(api: KubeAPI, tmp_path: Path) -> None:
+    api.enforce_rbac()
+    api.add_token("reader-token", SA_USER)
+    api.put_object("leases", {"metadata": {"name": "mine", "namespace": NS}, "spec": {}})
+    api.put_object("leases", {"metadata": {"name": "other", "namespace": NS}, "spec": {}})
+    api.apply_rbac(_role("Role", "lease", [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                            "resourceNames": ["mine"], "verbs": ["get", "update"]}], NS),
+                   _binding("RoleBinding", "lease", "Role", "lease", NS))
+    c = _client(api, tmp_path, token="reader-token")
+    coord = k8s.CoordinationV1Api(c)
+    assert coord.read_namespaced_lease("mine", NS, _preload_content=False).status == 200
+    with pytest.raises(ApiException) as info:
+        coord.read_namespaced_lease("other", NS, _preload_content=False)
+    assert _status(info.value)["message"] == (
+        f'leases.coordination.k8s.io "other" is forbidden: User "{SA_USER}" cannot get resource "leases" '
+        f'in API group "coordination.k8s.io" in the namespace "{NS}"')
+    with pytest.raises(ApiException) as info:
+        coord.list_namespaced_lease(NS, _preload_content=False)
+    assert info.value.status == 403
+    c.close()
+
+
+def test_rbac_unknown_token_is_401_and_without_enforcement_any_token_may_do_anything(
+        api: KubeAPI, tmp_path: Path) -> None:
+    _populate(api, 3)
+    api.add_token("reader-token", SA_USER)
+    c = _client(api, tmp_path)  # the server's own token, all-powerful while RBAC is off
+    assert len(_raw_list(k8s.CoreV1Api(c))["items"]) == 3
+    api.enforce_rbac()
+    with pytest.raises(ApiException) as info:
+        _raw_list(k8s.CoreV1Api(c))
+    assert info.value.status == 403  # still authenticated (as `user`), no longer authorised
+    bad = _client(api, tmp_path, token="nobody")
+    with pytest.raises(ApiException) as info:
+        _raw_list(k8s.CoreV1Api(bad))
+    assert info.value.status == 401
+    c.close()
+    bad.close()
+
+
+# ------------------------------------------------------------------------------------ watch cache
+
+
+def test_resource_version_0_is_served_from_the_cache_at_its_revision_paged_by_snapshots(
+        api: KubeAPI, core: k8s.CoreV1Api) -> None:
+    keys = _populate(api, 9)
+    api.lag_watch_cache()
+    cache_rv = api.resource_version
+    api.put_event(_event("alpha", "late.1"))
+    pages = _list_all(core, limit=4, resource_version="0")
+    assert [len(p) for p in pages] == [4, 4, 1]
+    assert [_key(i) for p in pages for i in p] == keys  # the cache's snapshot: not the late event
+    assert _raw_list(core, limit=4, resource_version="0")["metadata"]["resourceVersion"] == cache_rv
+    assert api.served_from[:3] == ["cache", "cache", "cache"]
+    assert len([i for p in _list_all(core, limit=4) for i in p]) == 10  # etcd: most recent
+    assert api.served_from[-1] == "cache"  # 1.34 serves continue pages from cache snapshots
+
+
+def test_unpaginated_watch_cache_ignores_limit(api: KubeAPI, core: k8s.CoreV1Api) -> None:
+    _populate(api, 9)
+    api.watch_cache = "unpaginated"
+    page = _raw_list(core, limit=4, resource_version="0")
+    assert len(page["items"]) == 9 and "continue" not in page["metadata"]
+    page = _raw_list(core, limit=4, resource_version=api.resource_version, resource_version_match="NotOlderThan")
+    assert len(page["items"]) == 9 and "continue" not in page["metadata"]
+    assert len(_raw_list(core, limit=4)["items"]) == 4  # etcd still pages
+
+
+def test_not_older_than_a_revision_the_cache_lacks_is_504(api: KubeAPI, core: k8s.CoreV1Api) -> None:
+    _populate(api, 3)
+    api.lag_watch_cache()
+    api.put_event(_event("alpha", "late.1"))
+    with pytest.raises(ApiException) as info:
+        _raw_list(core, limit=4, resource_version=api.resource_version, resource_version_match="NotOlderThan")
+    assert info.value.status == 504
+    assert _status(info.value)["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    api.catch_up_watch_cache()
+    page = _raw_list(core, limit=4, resource_version=api.resource_version, resource_version_match="NotOlderThan")
+    assert len(page["items"]) == 4
+
+
+def test_repeat_continue_hands_back_the_token_it_was_sent(api: KubeAPI, core: k8s.CoreV1Api) -> None:
+    _populate(api, 9)
+    token = _raw_list(core, limit=4)["metadata"]["continue"]
+    api.repeat_continue(2)
+    for _ in range(2):
+        page = _raw_list(core, limit=4, _continue=token)
+        assert page["items"] == [] and page["metadata"]["continue"] == token
+    assert len(_raw_list(core, limit=4, _continue=token)["items"]) == 4
+
+
+def test_bytes_sent_counts_every_response_body(api: KubeAPI, core: k8s.CoreV1Api) -> None:
+    _populate(api, 5)
+    before = api.bytes_sent
+    resp = core.list_event_for_all_namespaces(_preload_content=False)
+    assert api.bytes_sent - before == len(resp.data)
