@@ -80,7 +80,9 @@ class _LazyPackage(types.ModuleType):
     """A package whose ``__init__`` runs only when a name is asked for that no submodule holds."""
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        # Tools probe modules for dunders (__wrapped__, __file__ ...): only the package's own
+        # metadata is worth running its __init__ for.
+        if name.startswith("__") and name not in ("__version__", "__project__", "__all__"):
             raise AttributeError(name)
         where = _NAMES.get(f"{self.__name__}.{name}")
         if where is not None:
