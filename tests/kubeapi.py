@@ -26,6 +26,7 @@ talk to kube-apiserver. Behaviour follows /work/shared/KUBERNETES.md and the api
   ``"unpaginated"`` (before 1.33, or the gate off) ignores ``limit`` and answers in one page.
   NotOlderThan a revision the cache has not reached gets 504 ``Too large resource version``
   (the real cacher waits 3 s first). ``served_from`` records "etcd" or "cache" per list request.
+  ``minor_version`` is what GET /version reports (set ``watch_cache`` to match it).
 
 Deliberate differences from a real apiserver (none matter to a client that only lists):
 no watch, no server-side apply, no gzip, no managedFields; ``remainingItemCount`` also counts
@@ -852,6 +853,7 @@ class KubeAPI:
         self._repeat_continue = 0
         # "snapshot": 1.34+ pages cache-served lists; "unpaginated": older caches ignore limit.
         self.watch_cache = "snapshot"
+        self.minor_version = "34"  # GET /version: 1.<this>; vendors write e.g. "31+"
         self._cache_rev: int | None = None  # None: the cache is up to date with etcd
         self.served_from: list[str] = []  # "etcd" or "cache", per list request
         self.bytes_sent = 0  # response body bytes, all requests
@@ -1235,10 +1237,10 @@ class KubeAPI:
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         user = self._check_auth(headers)
 
-        if method == "GET" and path == "/version":
+        if method == "GET" and path in ("/version", "/version/"):  # the client asks for /version/
             self._check_faults(method, raw_path)
             return 200, _dumps({
-                "major": "1", "minor": "34", "gitVersion": "v1.34.0",
+                "major": "1", "minor": self.minor_version, "gitVersion": f"v1.{self.minor_version}.0",
                 "platform": "linux/amd64", "goVersion": "go1.24.0",
             }), {}
         m = _PATH_RE.match(path)

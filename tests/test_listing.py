@@ -291,3 +291,13 @@ def test_names_the_lean_client_does_not_map_still_import_as_before(tmp_path: Pat
     proc = subprocess.run([sys.executable, "-c", _EVERYTHING_ELSE], cwd=ROOT, capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_cache_mode_on_a_server_before_1_34_lists_from_etcd_instead_of_one_huge_page(h: Harness) -> None:
+    _seed(h, per=100)
+    h.kube.minor_version = "31+"  # as EKS writes it
+    h.kube.watch_cache = "unpaginated"
+    assert h.run("run", "--list-from", "cache") == 0, h.stderr
+    assert h.summary()["pages"] == 6 and all("resourceVersion" not in p for p in _lists(h))
+    assert any("needs Kubernetes 1.34" in r["msg"] for r in h.logs())
+    _assert_exactly_once(h, ("team-a", "team-b", "team-c"))
