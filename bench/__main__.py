@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,15 +68,17 @@ IMPORT_OPTIONS = [
      "import kubernetes.client.api_client, kubernetes.client.api.core_v1_api, "
      "kubernetes.client.api.coordination_v1_api, kubernetes.config.kube_config"),
     ("the job's imports, lean client", "from job import kube; kube.lean_kubernetes(); import job.sync, job.main"),
+    ("the job's imports, lean client, its modules compiled (.pyc)",
+     "from job import kube; kube.lean_kubernetes(); import job.sync, job.main"),
     ("the job's imports, whole client", "import kubernetes, job.sync, job.main"),
     ("urllib3 alone (no official client; reference only)", "import urllib3"),
 ]
 
 
-def _child_cpu(args: list[str], **kw: Any) -> tuple[float, int, bytes]:
-    """(CPU-s, max RSS kB, stdout) of one child process."""
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)), **kw)
+def _child_cpu(args: list[str], path: Path = ROOT) -> tuple[float, int, bytes]:
+    """(CPU-s, max RSS kB, stdout) of one child process, importing the job from `path`."""
+    proc = subprocess.Popen(args, cwd=path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONPATH=str(path)))
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -90,16 +93,26 @@ _HWM = "\nprint(next(x for x in open('/proc/self/status') if x.startswith('VmHWM
 def import_costs(repeat: int) -> list[dict[str, Any]]:
     """CPU-s and RSS of each way to import the client: the median of `repeat` fresh interpreters."""
     rows = []
-    for what, code in IMPORT_OPTIONS:
-        cpu, rss = [], []
-        for _ in range(repeat):
-            # ru_maxrss is carried over from this (large) process across fork and exec: read VmHWM.
-            c, _, out = _child_cpu([sys.executable, "-c", code + _HWM])
-            cpu.append(c)
-            rss.append(int(out))
-        rows.append({"option": what, "cpu_s": round(statistics.median(cpu), 3),
-                     "rss_mb": round(statistics.median(rss) / 1024, 1)})
+    with tempfile.TemporaryDirectory() as tmp:
+        # With PYTHONDONTWRITEBYTECODE=1 (set here, and in the image) nothing caches the job's own
+        # modules' bytecode, so every run compiles them from source; a copy compiled up front shows
+        # what `python -m compileall` at image build time would save.
+        for package in ("job", "state"):
+            shutil.copytree(ROOT / package, Path(tmp) / package)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", tmp], check=True)
+        for what, code in IMPORT_OPTIONS:
+            rows.append(_import_cost(what, code, Path(tmp) if "compiled" in what else ROOT, repeat))
     return rows
+
+
+def _import_cost(what: str, code: str, path: Path, repeat: int) -> dict[str, Any]:
+    cpu, rss = [], []
+    for _ in range(repeat):
+        # ru_maxrss is carried over from this (large) process across fork and exec: read VmHWM.
+        c, _, out = _child_cpu([sys.executable, "-c", code + _HWM], path)
+        cpu.append(c)
+        rss.append(int(out))
+    return {"option": what, "cpu_s": round(statistics.median(cpu), 3), "rss_mb": round(statistics.median(rss) / 1024, 1)}
 
 
 def write_kubeconfig(path: str, server: str) -> str:
