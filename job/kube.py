@@ -452,7 +452,7 @@ def _raw_pages(api: client.ApiClient, call: Callable[..., Any], namespace: str |
         data = resp.data
         resp.release_conn()  # unread, a raw response keeps its connection (and buffers) out of the pool
         info.bytes += len(data)
-        meta = _envelope.decode(data).metadata
+        meta = _list_meta(data)
         if not token:  # the first page names the snapshot every later page of this list is read at
             rv = (meta.resourceVersion if meta else None) or ""
         yield data
@@ -529,3 +529,24 @@ class _Envelope(msgspec.Struct):
 
 
 _envelope = msgspec.json.Decoder(_Envelope)  # skips the items: only the list's metadata is needed here
+
+
+def _list_meta(data: bytes) -> _ListMeta | None:
+    """The list's metadata, read from the head of the page when it can be.
+
+    Even skipping them, a JSON decoder must scan all ~600 KB of a page's items: 0.6 ms a page, about
+    0.12 CPU-s per run at 100k events, in the lister thread that competes for the GIL with the run.
+    kube-apiserver writes an EventList as Go marshals the struct, kind, apiVersion, metadata, then
+    items, so the metadata is in the first hundred bytes. Anything else (a proxy that reorders
+    keys, a token holding the text) makes the short read fail or find no metadata, and the whole
+    page is decoded as before: a wrong guess costs time, never a page.
+    """
+    cut = data.find(b',"items":')
+    if cut > 0:
+        try:
+            meta = _envelope.decode(data[:cut] + b"}").metadata
+        except msgspec.DecodeError:
+            meta = None
+        if meta is not None:
+            return meta
+    return _envelope.decode(data).metadata

@@ -853,6 +853,7 @@ class KubeAPI:
         self._repeat_continue = 0
         # "snapshot": 1.34+ pages cache-served lists; "unpaginated": older caches ignore limit.
         self.watch_cache = "snapshot"
+        self.list_metadata_last = False  # True: lists put "metadata" after "items", as a re-encoding proxy might
         self.minor_version = "34"  # GET /version: 1.<this>; vendors write e.g. "31+"
         self._cache_rev: int | None = None  # None: the cache is up to date with etcd
         self.served_from: list[str] = []  # "etcd" or "cache", per list request
@@ -1401,6 +1402,9 @@ class KubeAPI:
             meta += f',"continue":"{token}"'
             if pred is None and remaining >= 0:
                 meta += f',"remainingItemCount":{remaining}'
+        if self.list_metadata_last:  # valid JSON, but not the order kube-apiserver writes
+            head = f'{{"kind":"{res.kind}List","apiVersion":"{res.api_version}","items":['
+            return b"".join((head.encode(), b",".join(items), f'],"metadata":{{{meta}}}}}'.encode()))
         head = f'{{"kind":"{res.kind}List","apiVersion":"{res.api_version}","metadata":{{{meta}}},"items":['
         return b"".join((head.encode(), b",".join(items), b"]}"))
 
