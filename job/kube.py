@@ -446,7 +446,8 @@ def _raw_pages(api: client.ApiClient, call: Callable[..., Any], namespace: str |
                 continue
             if exc.status == 403:
                 raise KubeForbidden(_forbidden(exc, namespace)) from None
-            raise KubeError(explain(exc, f"listing events {where}")) from None
+            raise KubeError(explain(exc, f'listing events in namespace "{namespace}"' if namespace
+                                    else "listing events")) from None
         except HTTPError as exc:
             raise KubeError(f"cannot reach the Kubernetes API at {api.configuration.host}: {type(exc).__name__}") from None
         data = resp.data
