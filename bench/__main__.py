@@ -61,12 +61,13 @@ TARGETS = [
 IMPORT_OPTIONS = [
     ("python -c pass", "pass"),
     ("import kubernetes (the whole client)", "import kubernetes"),
-    ("lean client, in-cluster config", "from job import kube; kube.lean_kubernetes(); "
-     "import kubernetes.client.api_client, kubernetes.client.api.core_v1_api, "
-     "kubernetes.client.api.coordination_v1_api, kubernetes.config.incluster_config"),
-    ("lean client, kubeconfig (kube_config: contexts, exec, OIDC)", "from job import kube; kube.lean_kubernetes(); "
-     "import kubernetes.client.api_client, kubernetes.client.api.core_v1_api, "
-     "kubernetes.client.api.coordination_v1_api, kubernetes.config.kube_config"),
+    ("lean client, in-cluster config", ("from job import kube; kube.lean_kubernetes(); "
+                                        "import kubernetes.client.api_client, kubernetes.client.api.core_v1_api, "
+                                        "kubernetes.client.api.coordination_v1_api, kubernetes.config.incluster_config")),
+    ("lean client, kubeconfig (kube_config: contexts, exec, OIDC)",
+     ("from job import kube; kube.lean_kubernetes(); "
+      "import kubernetes.client.api_client, kubernetes.client.api.core_v1_api, "
+      "kubernetes.client.api.coordination_v1_api, kubernetes.config.kube_config")),
     ("the job's imports, lean client", "from job import kube; kube.lean_kubernetes(); import job.sync, job.main"),
     ("the job's imports, lean client, its modules compiled (.pyc)",
      "from job import kube; kube.lean_kubernetes(); import job.sync, job.main"),
@@ -254,7 +255,7 @@ def _moto() -> tuple[str, str, Any] | None:
         os.environ.setdefault(k, v)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    url = f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[attr-defined,union-attr]
     boto3.client("s3", endpoint_url=url).create_bucket(Bucket="bench")
     return url, "bench", server
 

@@ -26,6 +26,7 @@ client's full ``kube_config`` (contexts, exec plugins, OIDC, token files).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -36,8 +37,9 @@ import re
 import sys
 import threading
 import types
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from urllib3.exceptions import HTTPError
@@ -94,7 +96,7 @@ class _LazyPackage(types.ModuleType):
         if importlib.util.find_spec(sub) is not None:
             return importlib.import_module(sub)
         # Anything else: become the real package, exactly as a plain import would have made it.
-        self.__class__ = types.ModuleType
+        self.__class__ = types.ModuleType  # type: ignore[assignment]
         spec = self.__spec__
         assert spec is not None and spec.loader is not None
         spec.loader.exec_module(self)
@@ -367,7 +369,7 @@ def list_event_pages(api: client.ApiClient, *, page_size: int, field_selector: s
         stop.set()
 
 
-def _hand_over(pages: "queue.Queue[bytes | BaseException | None]", item: bytes | BaseException | None,
+def _hand_over(pages: queue.Queue[bytes | BaseException | None], item: bytes | BaseException | None,
                stop: threading.Event) -> bool:
     """Queue an item for the consumer; False once it has stopped reading (never block forever)."""
     while not stop.is_set():
@@ -386,8 +388,9 @@ def _all_pages(api: client.ApiClient, page_size: int, field_selector: str, timeo
         list_from = "etcd"
     complete = True
     newest = -1
-    for ns in (namespaces or [None]):
-        call = (lambda **kw: core.list_namespaced_event(ns, **kw)) if ns else core.list_event_for_all_namespaces
+    scopes: list[str | None] = [*namespaces] or [None]  # None: one cluster-wide list
+    for ns in scopes:
+        call = functools.partial(core.list_namespaced_event, ns) if ns else core.list_event_for_all_namespaces
         rv, fresh = yield from _raw_pages(api, call, ns, page_size, field_selector, timeout, list_from, info)
         complete = complete and fresh
         try:

@@ -49,7 +49,7 @@ def test_page_server_serves_the_api_servers_pages_byte_for_byte_and_relays_the_r
             token, items = "", []
             while True:
                 doc = json.loads(http.request("GET", f"{server.url}/api/v1/events",
-                                              fields={"limit": 3, **({"continue": token} if token else {})}).data)
+                                              fields={"limit": "3", **({"continue": token} if token else {})}).data)
                 items += doc["items"]
                 token = doc["metadata"].get("continue", "")
                 if not token:
