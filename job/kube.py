@@ -52,6 +52,10 @@ if TYPE_CHECKING:  # the real modules, for type checkers; at run time the lean l
     from kubernetes.client import ApiClient, Configuration, CoordinationV1Api, CoreV1Api
     from kubernetes.client.exceptions import ApiException
 
+# The client's names are served by __getattr__ below (imported for type checkers only).
+__all__ = ["ApiClient", "ApiException", "Configuration", "CoordinationV1Api", "CoreV1Api", "KubeError",
+           "KubeForbidden", "Listing", "api_client", "credentials", "explain", "in_cluster", "lean_kubernetes",
+           "list_event_pages", "own_namespace"]
 log = logging.getLogger(__name__)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
