@@ -30,5 +30,5 @@ class Summary:
     # complete and no older than the previous run's (job/kube.py Listing); the next run reads it back.
     resource_version: str = ""
     list_complete: bool = False
-    api_requests: int = 0
-    api_bytes: int = 0
+    list_requests: int = 0  # event list requests and their response bytes, the cost to the API server
+    list_bytes: int = 0

@@ -92,7 +92,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
         s.lines, s.bytes, s.bytes_sent, s.rejected = st.lines, st.bytes_raw, st.bytes_sent, st.rejected
         s.pushes, s.retries, s.truncated = st.requests, st.retries, fmt.truncated
     s.resource_version, s.list_complete = listing.resource_version, listing.complete
-    s.api_requests, s.api_bytes = listing.requests, listing.bytes
+    s.list_requests, s.list_bytes = listing.requests, listing.bytes
     log_malformed_total(s)
     s.pruned = ledger.prune()
     s.ledger = len(cp.ledger)

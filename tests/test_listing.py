@@ -311,3 +311,12 @@ def test_lists_whose_metadata_comes_after_the_items_are_still_read_to_the_end(h:
     assert h.run("run") == 0, h.stderr
     assert h.summary()["pages"] == 4 and h.summary()["resource_version"]
     _assert_exactly_once(h, ("team-a", "team-b", "team-c"))
+
+
+def test_the_summary_counts_the_list_requests_and_bytes_the_api_server_served(h: Harness) -> None:
+    _seed(h, per=60)  # 180 events at --page-size 50: four pages
+    before = h.kube.bytes_sent
+    assert h.run("run") == 0, h.stderr
+    s = h.summary()
+    assert s["list_requests"] == 4 == len(_lists(h))
+    assert 0 < s["list_bytes"] < h.kube.bytes_sent - before  # the Lease and checkpoint answers are not lists
