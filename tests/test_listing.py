@@ -10,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.conftest import NAMESPACE, Harness, legacy_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,27 +35,32 @@ def _assert_exactly_once(h: Harness, namespaces: tuple[str, ...]) -> None:
     assert set(shipped) == _visible(h, namespaces)
 
 
-def _namespaced_rbac(h: Harness, namespaces: tuple[str, ...]) -> None:
-    """Only Roles: list events in each chosen namespace, and the job's own Lease and ConfigMap."""
-    def bind(name: str, ns: str) -> dict[str, Any]:
-        return {"kind": "RoleBinding", "metadata": {"name": name, "namespace": ns},
-                "roleRef": {"kind": "Role", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": "loki-event-sync", "namespace": NAMESPACE}]}
+def _manifests(path: str, namespace: str) -> list[dict[str, Any]]:
+    """The RBAC objects of a shipped manifest, with kustomize's namespace fill-in done by hand."""
+    objects = [o for o in yaml.safe_load_all((ROOT / path).read_text()) if o]
+    for o in objects:
+        if o["kind"] in ("Role", "RoleBinding"):
+            o["metadata"]["namespace"] = namespace
+        for sub in o.get("subjects") or []:
+            sub["namespace"] = NAMESPACE  # the ServiceAccount's, wherever the Roles are
+    return objects
 
-    objects: list[dict[str, Any]] = []
-    for ns in namespaces:
-        objects += [{"kind": "Role", "metadata": {"name": "loki-event-sync-events", "namespace": ns},
-                     "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}]},
-                    bind("loki-event-sync-events", ns)]
-    objects += [{"kind": "Role", "metadata": {"name": "loki-event-sync", "namespace": NAMESPACE}, "rules": [
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["loki-event-sync"],
-         "verbs": ["get", "update"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["loki-event-sync-checkpoint"],
-         "verbs": ["get", "update"]}]}, bind("loki-event-sync", NAMESPACE)]
+
+def _as_service_account(h: Harness, *objects: dict[str, Any]) -> None:
+    """Enforce RBAC with exactly these objects, and run the job as its ServiceAccount."""
     h.kube.apply_rbac(*objects)
     h.kube.add_token("sa-token", SA)
     h.kube.enforce_rbac()
     h.kubeconfig = h.kube.write_kubeconfig(str(h.tmp / "kubeconfig-sa"), namespace=NAMESPACE, token="sa-token")
+
+
+def _namespaced_rbac(h: Harness, namespaces: tuple[str, ...]) -> None:
+    """What the namespaced-rbac component installs: the job's own Role (Lease, checkpoint) and, in
+    each chosen namespace, a Role to list events; no ClusterRole."""
+    objects = _manifests("deploy/base/rbac-state.yaml", NAMESPACE)
+    for ns in namespaces:
+        objects += _manifests("deploy/components/namespaced-rbac/events-reader.yaml", ns)
+    _as_service_account(h, *objects)
 
 
 def _checkpoint(h: Harness) -> Any:
@@ -81,6 +88,14 @@ def test_namespaced_roles_alone_ship_the_chosen_namespaces_exactly_once(h: Harne
     assert h.run("run", "--event-namespaces", "team-a,team-b") == 0, h.stderr
     _assert_exactly_once(h, ("team-a", "team-b"))
     assert h.summary()["new"] == 1
+
+
+def test_the_base_cluster_role_lets_the_cluster_wide_list_ship_everything(h: Harness) -> None:
+    _seed(h)
+    _as_service_account(h, *_manifests("deploy/base/rbac-state.yaml", NAMESPACE),
+                        *_manifests("deploy/base/rbac-events.yaml", NAMESPACE))
+    assert h.run("run") == 0, h.stderr
+    _assert_exactly_once(h, ("team-a", "team-b", "team-c"))
 
 
 def test_event_namespaces_page_each_namespace_and_come_from_the_environment(h: Harness) -> None:
