@@ -113,9 +113,11 @@ class _PageHandler(_Quiet):
             return
         self.relay()
 
-    def do_PUT(self) -> None:
+    def do_PUT(self) -> None:  # the Lease and the ConfigMap: reads, merge PATCHes, any other write
         self.server.owner.requests += 1  # type: ignore[attr-defined]
         self.relay()
+
+    do_PATCH = do_POST = do_DELETE = do_PUT
 
     def relay(self) -> None:
         owner: PageServer = self.server.owner  # type: ignore[attr-defined]
