@@ -298,6 +298,9 @@ assert kube.ApiClient is ApiClient and kube.ApiException is ApiException and kub
 assert kubernetes.client.V1ObjectMeta(name="x").name == "x"  # a model: the package's real __init__ runs
 from kubernetes import watch
 assert watch.Watch and kubernetes.client.models.V1Lease and kubernetes.__version__
+# A call without _preload_content=False builds models by name (the --tenant-label namespace list).
+page = ApiClient()._ApiClient__deserialize({"metadata": {}, "items": [{"metadata": {"name": "a"}}]}, "V1NamespaceList")
+assert page.items[0].metadata.name == "a"
 print("ok")
 """
 
