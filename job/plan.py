@@ -44,13 +44,13 @@ from job.cmd import Config, UsageError
 from job.dedupe import PRUNE_MARGIN_S
 
 # --- model constants ----------------------------------------------------------------------------------
-# CPU model, fitted to `python -m bench` (docs/performance.md; 2-core build machine, lean kubernetes
-# client): runs with nothing new cost 0.14-0.16 CPU-s at 1,000 listed events, 0.19-0.22 at 10,000,
-# 0.70-0.80 at 100,000 and 1.28-1.48 at 200,000 (slope 6.3 us per listed event, intercept 0.15 s);
-# shipping every event added 5.4-5.7 us per new one at 100,000 and 200,000. Refresh from a new run.
-CPU_S_PER_RUN = 0.15  # interpreter and library start-up, client set-up, Lease and checkpoint round trips
-CPU_S_PER_EVENT = 6.3e-6  # list, decode and dedupe one event the API server holds
-CPU_S_PER_NEW_EVENT = 5.5e-6  # format, batch, compress and push one new occurrence
+# CPU model, fitted to `python -m bench` (docs/performance.md; three runs, 2-core build machine, lean
+# kubernetes client): runs with nothing new cost 0.16-0.18 CPU-s at 1,000 listed events, 0.22 at 10,000,
+# 0.72 at 100,000 and 1.32-1.46 at 200,000 (slope 6.2 us per listed event, intercept 0.16 s); shipping
+# every event added 6.8-6.9 us per new one at 100,000 and 200,000. Refresh from a new benchmark run.
+CPU_S_PER_RUN = 0.16  # interpreter and library start-up, client set-up, Lease and checkpoint round trips
+CPU_S_PER_EVENT = 6.2e-6  # list, decode and dedupe one event the API server holds
+CPU_S_PER_NEW_EVENT = 6.8e-6  # format, batch, compress and push one new occurrence
 # An always-on daemon for comparison: Fluent Bit's kubernetes_events input at 10,000 events/h,
 # about 82 CPU-s a day (the figure given with issue 12; not re-measured by `python -m bench`).
 DAEMON_CPU_S_PER_DAY = 82.0
