@@ -397,7 +397,8 @@ class _Resource:
         return f"{self.kind}.{self.group}" if self.group else self.kind
 
     def details(self, name: str, **extra: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": name}
+        # metav1.StatusDetails: name is omitempty, so a list's Forbidden carries only kind (and group).
+        out: dict[str, Any] = {"name": name} if name else {}
         if self.group:
             out["group"] = self.group
         out["kind"] = self.plural

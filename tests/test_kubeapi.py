@@ -677,6 +677,7 @@ def test_rbac_role_grants_list_only_in_its_namespace(api: KubeAPI, reader: k8s.C
     assert info.value.status == 403 and _status(info.value)["reason"] == "Forbidden"
     assert _status(info.value)["message"] == (
         f'events is forbidden: User "{SA_USER}" cannot list resource "events" in API group "" at the cluster scope')
+    assert _status(info.value)["details"] == {"kind": "events"}
 
 
 def test_rbac_cluster_role_binding_grants_every_scope_and_a_role_binding_to_it_one_namespace(
