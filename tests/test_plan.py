@@ -1,6 +1,7 @@
 """`python -m job plan`: the cost of a schedule and whether it can lose events, via job.main.main."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import math
@@ -13,13 +14,20 @@ import pytest
 from job import plan as model
 from job.dedupe import PRUNE_MARGIN_S
 from job.main import main
+from job.clock import Clock
 from job.deps import Deps
 from state.base import Checkpoint, encode
 
 
+# plan looks a week ahead from now: a fixed now (a Monday, 00:00 UTC) keeps every figure the same
+# whatever the time of day the suite runs.
+NOW = dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc)
+
+
 def plan(*args: str, err: io.StringIO | None = None) -> tuple[int, str]:
     out = io.StringIO()
-    code = main(["plan", *args], env={}, deps=Deps(stdout=out, stderr=err or io.StringIO()))
+    deps = Deps(stdout=out, stderr=err or io.StringIO(), clock=Clock(now=lambda: NOW))
+    code = main(["plan", *args], env={}, deps=deps)
     return code, out.getvalue()
 
 
