@@ -65,23 +65,24 @@ def router_for(cfg: Config, api: Any, redactor: Redactor | None = None) -> Route
 
 def namespace_labels(api: Any, label: str, timeout: float) -> dict[str, str]:
     """{namespace: value of ``label``} for the namespaces that carry it, in pages of 500."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+    from job.kube import ApiException, CoreV1Api, KubeError, explain, read_object
 
-    from job.kube import KubeError, explain
-
-    core = client.CoreV1Api(api)
+    core = CoreV1Api(api)
     found: dict[str, str] = {}
     token = None
     while True:
         try:
-            page = core.list_namespace(label_selector=label, limit=500, _continue=token, _request_timeout=timeout)
+            # Raw bytes, not the client's models: deserialising would import all ~770 of them.
+            resp = core.list_namespace(label_selector=label, limit=500, _continue=token, _request_timeout=timeout,
+                                       _preload_content=False)
         except ApiException as exc:
             raise KubeError(explain(exc, f"listing namespaces for --tenant-label {label}")) from None
-        for ns in page.items or []:
-            value = (ns.metadata.labels or {}).get(label)
-            if ns.metadata.name and value:
-                found[ns.metadata.name] = value
-        token = page.metadata._continue if page.metadata else None
+        page = read_object(resp.data, f"the namespace list for --tenant-label {label}")
+        for ns in page.get("items") or []:
+            meta = ns.get("metadata") or {}
+            value = (meta.get("labels") or {}).get(label)
+            if meta.get("name") and isinstance(value, str) and value:
+                found[meta["name"]] = value
+        token = (page.get("metadata") or {}).get("continue")
         if not token:
             return found
