@@ -26,9 +26,13 @@ RUN python -m pip --python /opt/venv/bin/python install --require-hashes --no-de
  && python -m pip --python /opt/venv/bin/python check
 COPY job/ /app/job/
 COPY state/ /app/state/
-# Owned by root, readable and traversable by everyone, writable by no one else: any UID works,
+# Compiled here: the pod's root filesystem is read-only, so without this every run would compile
+# job/ and state/ again (0.01-0.03 CPU-s a run). --invalidation-mode unchecked-hash: the .pyc files
+# stay valid whatever mtimes the layers end up with.
+# Then owned by root, readable and traversable by everyone, writable by no one else: any UID works,
 # including OpenShift's arbitrary UID with group 0.
-RUN chmod -R a+rX,go-w /app /opt/venv
+RUN python -m compileall -q --invalidation-mode unchecked-hash /app/job /app/state \
+ && chmod -R a+rX,go-w /app /opt/venv
 
 FROM python:3.11-slim-trixie@sha256:9534e5a8e315485d4061ed659af0fd78a284c015f9b73661b41d6bab25604534
 LABEL org.opencontainers.image.title="loki-event-sync" \
