@@ -122,13 +122,34 @@ def duration(text: str) -> float:
     return total
 
 
+def at_most(limit_s: float, shown: str, least_s: float = 0.0) -> Any:
+    """A duration type bounded to [least_s, limit_s]: an absurd value is a usage error, not an overflow later."""
+    def check(text: str) -> float:
+        value = duration(text)
+        if value > limit_s:
+            raise argparse.ArgumentTypeError(f"{text!r} is longer than the {shown} this setting allows")
+        if value < least_s:
+            raise argparse.ArgumentTypeError(f"{text!r} is shorter than the {least_s:g}s this setting needs")
+        return value
+
+    check.__name__ = "duration"
+    return check
+
+
+_DAY = 86_400.0
+_MAX_WINDOW_S = 3650 * _DAY  # --since/--until: 10 years back is any cluster's whole history
+
+
 def time_or_duration(text: str) -> str:
     """--since/--until: a duration ago or an RFC3339 time; validated here, resolved against the clock later."""
     try:
-        duration(text)
-        return text
+        value = duration(text)
     except argparse.ArgumentTypeError:
         pass
+    else:
+        if value > _MAX_WINDOW_S:
+            raise argparse.ArgumentTypeError(f"{text!r} reaches back more than 10 years (3650d); use a shorter window")
+        return text
     try:
         parse_rfc3339(text)
     except ValueError:
@@ -289,11 +310,23 @@ def k8s_name(text: str) -> str:
     return text
 
 
-def regex(text: str) -> re.Pattern[str]:
+MAX_REGEX_CHARS = 1000  # a filter names namespaces, reasons, types or kinds; longer is a mistake
+
+
+def regex(text: str) -> re.Pattern[str] | None:
+    """A full-match filter; '' is no filter (unset), never "match only empty values"."""
+    if text == "":
+        return None
+    if len(text) > MAX_REGEX_CHARS:
+        raise argparse.ArgumentTypeError(f"a regular expression of {len(text)} characters is longer than the "
+                                         f"{MAX_REGEX_CHARS} allowed; list fewer alternatives")
     try:
         return re.compile(text)
     except re.error as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid regular expression: {exc}") from None
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a valid regular expression: {exc}") from None
+    except (OverflowError, RecursionError, MemoryError) as exc:  # e.g. a{4294967296}, or nesting too deep
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is too large a regular expression ({exc}); "
+                                         "use smaller repetition counts") from None
 
 
 def field_selector(text: str) -> str:
@@ -334,6 +367,19 @@ def byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; use e.g. 262144, 256KiB or 1MiB")
     mult = {"KiB": 1024, "Ki": 1024, "K": 1024, "MiB": MiB, "Mi": MiB, "M": MiB}.get(m.group(2) or "", 1)
     return int(m.group(1)) * mult
+
+
+# Room for every field but the message at the lengths the API server's validation allows (names 253,
+# reason/action/reportingInstance 128, ...), so a truncated line is still JSON and keeps its uid.
+MIN_LINE_BYTES = 4096
+
+
+def line_size(text: str) -> int:
+    value = byte_size(text)
+    if value < MIN_LINE_BYTES:
+        raise argparse.ArgumentTypeError(f"{text!r} is below the {MIN_LINE_BYTES}-byte minimum (4KiB): a shorter "
+                                         "line cannot hold the event's fields and its uid")
+    return value
 
 
 def boolean(text: str) -> bool:
@@ -416,7 +462,8 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _flag(g, "namespace", env, "the job's own namespace, for the Lease and the default checkpoint ConfigMap",
           default="", type=k8s_name,
           show=f"the service account's in a cluster, else {DEFAULT_NAMESPACE} (never the kubeconfig context's)")
-    _flag(g, "api-timeout", env, "timeout of each Kubernetes API call", default=30.0, type=duration, show="30s")
+    _flag(g, "api-timeout", env, "timeout of each Kubernetes API call (at most 1h)", default=30.0,
+          type=at_most(3600, "1h"), show="30s")
 
     store = _Parser(add_help=False)
     g = store.add_argument_group("checkpoint")
@@ -448,13 +495,14 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _switch(g, "insecure-skip-tls-verify", env, "do not verify Loki's TLS certificate (logs a warning)")
     _flag(g, "push-format", env, "json (gzip level 1) or protobuf (Loki's native logproto with snappy, as "
           "Promtail and Alloy send)", default="json", type=choice("json", "protobuf"))
-    _flag(g, "push-timeout", env, "timeout of one push request", default=15.0, type=duration, show="15s")
-    _flag(g, "retry-budget", env, "give up retrying 429/5xx/connection errors after this long", default=120.0,
-          type=duration, show="2m")
+    _flag(g, "push-timeout", env, "timeout of one push request (at most 1h)", default=15.0,
+          type=at_most(3600, "1h"), show="15s")
+    _flag(g, "retry-budget", env, "give up retrying 429/5xx/connection errors after this long (at most 1d)",
+          default=120.0, type=at_most(_DAY, "1d"), show="2m")
     _flag(g, "batch-bytes", env, "uncompressed size limit of one push", default=MiB, type=byte_size,
           show="1MiB")
-    _flag(g, "max-line-bytes", env, "longer lines are truncated with a marker", default=256 * 1024 - 1024,
-          type=byte_size, show="255KiB")
+    _flag(g, "max-line-bytes", env, "longer lines are truncated with a marker (at least 4KiB)",
+          default=256 * 1024 - 1024, type=line_size, show="255KiB")
     _flag(g, "label-style", env, "stream labels: default (cluster, namespace, type, kind, job), seed "
           "(_host, _namespace, _type, _kind as LokiEventCollector) or alloy (job, instance, namespace as "
           "Alloy's loki.source.kubernetes_events); each adds level and service_name", default="default",
@@ -469,10 +517,10 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _flag(g, "field-selector", env, "server-side field selector, e.g. type=Warning,involvedObject.kind!=Pod",
           default="", type=field_selector, show="none")
     for what in ("namespaces", "reasons", "types", "kinds"):
-        _flag(g, f"include-{what}", env, f"ship only events whose {what[:-1]} fully matches this regex",
-              default=None, type=regex, show="all")
-        _flag(g, f"exclude-{what}", env, f"skip events whose {what[:-1]} fully matches this regex",
-              default=None, type=regex, show="none")
+        _flag(g, f"include-{what}", env, f"ship only events whose {what[:-1]} fully matches this regex "
+              "('' = no filter)", default=None, type=regex, show="all")
+        _flag(g, f"exclude-{what}", env, f"skip events whose {what[:-1]} fully matches this regex "
+              "('' = no filter)", default=None, type=regex, show="none")
     _flag(g, "page-size", env, "events per list page", default=500, type=positive_int)
     _flag(g, "event-namespaces", env, "list events only in these namespaces (comma-separated), each with its own "
           "paged list, so a Role per namespace is enough instead of the ClusterRole", default=(),
@@ -480,16 +528,17 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _flag(g, "list-from", env, "etcd: every list reads the most recent data from etcd; cache: the API server's "
           "watch cache serves it (resourceVersionMatch=NotOlderThan the previous run's list), cheaper for "
           "the API server and etcd, see docs/performance.md", default="etcd", type=choice("etcd", "cache"))
-    _flag(g, "event-ttl", env, "the API server's --event-ttl; ledger entries older than this are pruned",
-          default=3600.0, type=duration, show="1h")
+    _flag(g, "event-ttl", env, "the API server's --event-ttl (at most 30d); sets the gap warning and "
+          "when out-of-scope ledger entries are forgotten", default=3600.0, type=at_most(30 * _DAY, "30d"),
+          show="1h")
     _flag(g, "from-file", env, "read a saved `kubectl get events -A -o json` (or - for stdin) instead of the API",
           default="", show="none")
     _switch(g, "dry-run", env, "print the streams and lines that would be pushed; touch nothing")
     _switch(g, "reset-checkpoint", env, "ignore an unreadable checkpoint and start over (it is overwritten)")
     _flag(g, "lease-name", env, "Lease that keeps two runs from overlapping", default=DEFAULT_LEASE_NAME,
           type=k8s_name)
-    _flag(g, "lease-duration", env, "Lease duration; renewed every third of it", default=60.0, type=duration,
-          show="60s")
+    _flag(g, "lease-duration", env, "Lease duration, 1s to 1h; renewed every third of it", default=60.0,
+          type=at_most(3600, "1h", least_s=1), show="60s")
     _flag(g, "pushgateway-url", env, "push run metrics to this Prometheus Pushgateway", default="",
           type=http_url, show="none")
 
@@ -505,11 +554,13 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     bf.add_argument("--until", default=None, type=time_or_duration, help="window end (default: now)")
     st = sub.add_parser("status", parents=[common, kube, store], help="what the checkpoint says")
     _flag(st, "output", env, "text or json", default="text", type=choice("text", "json"))
-    _flag(st, "event-ttl", env, "the API server's --event-ttl", default=3600.0, type=duration, show="1h")
+    _flag(st, "event-ttl", env, "the API server's --event-ttl (at most 30d)", default=3600.0,
+          type=at_most(30 * _DAY, "30d"), show="1h")
     pl = sub.add_parser("plan", parents=[common, store], help="cost and risk of a schedule (exit 1: not safe)")
     _flag(pl, "schedule", env, "cron expression", default="*/10 * * * *")
     _flag(pl, "events-per-hour", env, "expected events per hour", default=10_000, type=positive_int)
-    _flag(pl, "event-ttl", env, "the API server's --event-ttl", default=3600.0, type=duration, show="1h")
+    _flag(pl, "event-ttl", env, "the API server's --event-ttl (at most 30d)", default=3600.0,
+          type=at_most(30 * _DAY, "30d"), show="1h")
     _flag(pl, "active-deadline", env, "the CronJob's activeDeadlineSeconds", default=540.0, type=duration,
           show="540s")
     _flag(pl, "page-size", env, "events per list page", default=500, type=positive_int)

@@ -95,7 +95,7 @@ def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
     summary = Summary()
     try:
         code = sync.run(cfg, d, summary)
-    except UsageError as exc:
+    except UsageError as exc:  # found only once the run reads its input, e.g. a --from-file of Pods
         log.error("%s", exc)
         code = EXIT_USAGE
     except Exception as exc:
