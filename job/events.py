@@ -31,6 +31,7 @@ class ObjectRef(msgspec.Struct):
     name: str | None = None
     fieldPath: str | None = None
     # kind and name alone are ambiguous: an Ingress of two API groups, an object deleted and re-created.
+    # All three are also fields --field-selector can select on, for a dump as the API server does.
     apiVersion: str | None = None
     uid: str | None = None
     resourceVersion: str | None = None  # only the alloy line format writes it (objectRV)
@@ -92,12 +93,18 @@ class Event(msgspec.Struct):
         return self.lastTimestamp or self.eventTime or self.firstTimestamp or self.meta.creationTimestamp
 
 
+class _ListMeta(msgspec.Struct):
+    resourceVersion: str | None = None
+
+
 class _List(msgspec.Struct):
     items: list[Event] | None = None
+    metadata: _ListMeta | None = None
 
 
 class _RawList(msgspec.Struct):
     items: list[msgspec.Raw] | None = None
+    metadata: _ListMeta | None = None
 
 
 _list_decoder = msgspec.json.Decoder(_List)
@@ -115,6 +122,7 @@ class Malformed(msgspec.Struct):
 class Page(msgspec.Struct):
     events: list[tuple[Event, int]]  # each with its time in Unix ns
     malformed: list[Malformed]
+    resource_version: str = ""  # the list's, for telling a stale list from a fresh one
 
 
 def decode_page(data: bytes) -> Page:
@@ -123,19 +131,22 @@ def decode_page(data: bytes) -> Page:
     Raises ValueError when the envelope itself is not an EventList.
     """
     bad: list[Malformed] = []
+    meta: _ListMeta | None
     try:
         try:
-            events = _list_decoder.decode(data).items or []
+            whole = _list_decoder.decode(data)
         except msgspec.DecodeError:
             # Go never writes a lone surrogate escape, but Python-made dumps can; msgspec refuses the
             # whole document for one. Replace each with U+FFFD so the page, and that event, survive.
             data = _LONE_SURROGATE.sub(lambda m: m.group(0) if len(m.group(0)) == 12 else rb"\ufffd", data)
-            events = _list_decoder.decode(data).items or []
+            whole = _list_decoder.decode(data)
+        events, meta = whole.items or [], whole.metadata
     except msgspec.ValidationError:
         try:
             raw = _raw_list_decoder.decode(data)
         except msgspec.MsgspecError as exc:
             raise ValueError(str(exc)) from None
+        meta = raw.metadata
         events = []
         for i, item in enumerate(raw.items or []):
             try:
@@ -158,7 +169,68 @@ def decode_page(data: bytes) -> Page:
             good.append((e, parse_time_ns(t)))
         except ValueError:
             bad.append(Malformed(f"unreadable time {t[:40]!r}", f"{m.namespace}/{m.name}"))
-    return Page(good, bad)
+    return Page(good, bad, (meta.resourceVersion or "") if meta is not None else "")
+
+
+class _Head(msgspec.Struct):
+    kind: str | None = None
+    apiVersion: str | None = None
+
+
+class _Dump(msgspec.Struct):
+    kind: str | None = None
+    apiVersion: str | None = None
+    items: list[msgspec.Raw] | None = None
+
+
+_dump_decoder = msgspec.json.Decoder(_Dump)
+_head_decoder = msgspec.json.Decoder(_Head)
+
+
+def _item_kinds(items: list[msgspec.Raw]) -> set[str]:
+    """The kinds of a dump's items that are not core/v1 Events (non-objects are decode_page's to judge)."""
+    found = set()
+    for item in items:
+        try:
+            h = _head_decoder.decode(item)
+        except msgspec.MsgspecError:
+            continue
+        if h.kind and (h.kind != "Event" or (h.apiVersion or "v1") != "v1"):
+            found.add(f"{h.apiVersion or ''} {h.kind}".strip())
+    return found
+
+
+class NotEvents(ValueError):
+    """A dump that is valid JSON but not core/v1 Events: a usage error, said in one line."""
+
+
+def decode_dump(data: bytes) -> Page:
+    """A saved dump (--from-file): an EventList, a List of Events, or a single Event.
+
+    Anything else is refused with what it holds, instead of shipping nothing (a Table) or shipping
+    other objects as if they were Events (a PodList): NotEvents for those, ValueError for bad JSON.
+    """
+    try:
+        head = _dump_decoder.decode(data)
+    except msgspec.ValidationError:
+        raise NotEvents("it is JSON but not a Kubernetes object or list") from None
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    kind, api = head.kind or "", head.apiVersion or ""
+    if api.startswith("events.k8s.io/"):
+        raise NotEvents(f"it holds {api} {kind or 'objects'}, the other view of Events; "
+                        "dump core/v1 with `kubectl get events -A -o json`")
+    if kind == "Event":
+        return decode_page(b'{"items":[' + data + b"]}")
+    if kind == "EventList" or (kind == "List" and head.items is not None):
+        found = sorted(_item_kinds(head.items or []))
+        if found:
+            raise NotEvents(f"its items are {', '.join(found)}, not core/v1 Events")
+        return decode_page(data)
+    if not kind and head.items is not None:
+        return decode_page(data)  # an envelope without kind: judged item by item, as from the API
+    raise NotEvents(f"it holds a {kind or 'document without a kind'}" + (
+        " (kubectl's table view)" if kind == "Table" else "") + ", not Events")
 
 
 def parse_time_ns(text: str) -> int:
