@@ -12,13 +12,16 @@ from state import Checkpoint, Store, StoreError, decode, encode
 log = logging.getLogger(__name__)
 
 
-def load(store: Store, reset: bool) -> tuple[Checkpoint, Any, bool]:
-    """(checkpoint, version, existed). A corrupt one stops the run unless --reset-checkpoint."""
+def load(store: Store, reset: bool, now_ns: int | None = None) -> tuple[Checkpoint, Any, bool]:
+    """(checkpoint, version, existed). A corrupt one stops the run unless --reset-checkpoint.
+
+    ``now_ns`` is the job's clock: a checkpoint whose times are years away from it is corrupt.
+    """
     data, version = store.load()
     if data is None:
         return Checkpoint(), version, False
     try:
-        return decode(data, store.name), version, True
+        return decode(data, store.name, now_ns=now_ns), version, True
     except StoreError:
         if not reset:
             raise
@@ -35,8 +38,9 @@ def fit(cp: Checkpoint, ledger: Ledger, store: Store, s: Summary) -> bytes:
         dropped = ledger.prune_to(keep)
         s.pruned += dropped
         s.ledger = len(cp.ledger)
-        log.warning("the checkpoint would exceed %s's %d-byte limit: pruned the %d oldest ledger entries early; "
-                    "events older than %s are never re-shipped; use an s3:// store for more room",
+        log.warning("the checkpoint would exceed %s's %d-byte limit: pruned the %d ledger entries recorded "
+                    "longest ago; events the API server created before %s are skipped unless in the ledger; "
+                    "use an s3:// store for more room",
                     store.name, limit, dropped, rfc3339(cp.prune_horizon_ns))
         data = encode(cp)
     return data

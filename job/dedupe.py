@@ -1,81 +1,227 @@
-"""The (uid, count) ledger: which occurrences have shipped, and when an entry may be forgotten."""
+"""The (uid, count) ledger: which occurrences have shipped, when an entry may be forgotten, and
+which Loki timestamp an occurrence gets.
+
+Time you can trust. Every time an Event reports about itself (lastTimestamp, eventTime,
+series.lastObservedTime) comes from the clock of whoever wrote it: a node whose clock is hours off,
+or anyone allowed to create Events. So none of them decides what else ships. The ledger trusts only
+the job's own clock (deps.clock, passed in as ``now_ns``), the API server's creationTimestamp (the
+server sets it, a client cannot), and what the API server lists.
+
+Forgetting. An entry is forgotten when a *complete* list no longer contains its uid: the API server
+has deleted the Event, and a uid is never reused, so a forgotten uid can never come back and be
+re-shipped. A list is complete when
+- it came from the API (never --from-file: a dump says nothing about what was deleted),
+- every page was read to an empty ``continue`` (a 410 restarts the list from the start and the
+  run fails if the restarts run out; uids seen in an abandoned pass are only ever kept, never
+  dropped, so a restart cannot forget anything),
+- it is not older than the list the checkpoint reflects (``list_rv``, compared as the integers the
+  API server hands out; a list served from a stale cache must not read as "deleted"), and
+- it could contain the entry: the list's *scope* (the --field-selector, and the namespaces it
+  covers) is stored with the checkpoint, and absence only counts for entries recorded under the same
+  scope. An event's selectable fields (type, reason, involvedObject, source, names) are part of its
+  identity for both recorders, so an Event listed under a selector keeps matching it until deleted.
+  Client-side --include/--exclude filters do not change the list at all, so they change nothing here:
+  a filtered event is still seen.
+  When the scope changes, entries recorded before the change and not seen under the new scope are
+  kept until the job's clock says the API server has certainly deleted them at the count recorded:
+  TTL + OUT_OF_SCOPE_MARGIN_S after the job recorded it (deletion comes 1 h to 1 h 01 min after
+  the last write, which came before the job saw it). If such an event is listed again later it can
+  only carry a higher count: a new (uid, count) pair, never a duplicate.
+
+Size-forced pruning (the ConfigMap's 1 MiB) drops the entries whose count the job recorded longest
+ago by its own clock: an Event is deleted a TTL after its last write, so those are the nearest to
+deletion. They may still be alive, so the prune horizon moves to the API server's creation time they
+could have: any unknown uid the API server created before it is skipped ("before-horizon"), and a
+dropped entry is never re-shipped. The horizon never moves past this run's start minus SKEW_S, so it
+cannot swallow an event no complete list has offered yet (every uid created earlier was in this
+run's list); an entry recorded in the last SKEW_S before the run is the price, and may re-ship once.
+
+Loki timestamps. A sent entry must be sent again identically after a crash (the checkpoint was not
+saved, so the next run re-sends), which is what lets Loki drop the copy. So the timestamp comes from
+the Event and from the checkpoint the run loaded, never from the run's clock alone:
+- ``base`` = max(creationTimestamp, the start of the last complete list), both trusted times at or
+  before this occurrence's write: a pair not in the ledger was not there (or not at this count) when
+  that list was taken, or it would have shipped then.
+- An occurrence time ``t`` is plausible when lo <= t <= now + AHEAD_NS, with
+  lo = max(creationTimestamp - BEHIND_CREATED_NS, last list start - BEHIND_LIST_NS): series counts
+  reach the API up to 30 min late, and no occurrence precedes the object's creation.
+- A plausible t is the Loki timestamp, as before. An implausible one (a node clock behind or ahead,
+  an Event dated 2100 or 9999) gets ``base``: never more than ``now`` (Loki refuses more than 10 min
+  ahead), never earlier than the run before this one. It goes to its own stream with the label
+  ``clock_skew="<UTC hour of that timestamp>"``, so within a stream no entry is ever an hour behind
+  another (Loki's too_far_behind) whatever the regular stream holds. The line keeps the Event's own
+  times, so nothing is hidden.
+- A backfill or --from-file run uses creationTimestamp alone for ``base`` and ``lo`` (a backfill
+  re-ships what earlier lists already held; a dump is not the API), so a repeated backfill stamps
+  the same. Without creationTimestamp and without a list, ``base`` falls back to the run's clock.
+The one residue of the run's clock is "ahead" (t > now + AHEAD_NS): an occurrence between AHEAD_NS
+and AHEAD_NS + one schedule interval ahead that is re-sent after a crash can be stamped t the second
+time, and then shows twice in Loki. Far-ahead times (2100, 9999) stay ahead and are re-sent exactly.
+"""
 from __future__ import annotations
 
+import datetime as dt
+import time
 from dataclasses import dataclass
 
 from state.base import Checkpoint
 
 NS = 1_000_000_000
-# An event vanishes 1 h to 1 h 01 min after its last write, but its time `t` can trail that write:
-# the new recorder reports series counts up to 30 min late (KUBERNETES.md). So an entry is kept
-# until t is older than TTL + 30 min + 2 min of slack for clock skew; any earlier and a live event
-# could be bumped after its entry was forgotten, or first seen already behind the horizon.
-PRUNE_MARGIN_S = 32 * 60
+MINUTE_NS = 60 * NS
+AHEAD_NS = 5 * MINUTE_NS  # half Loki's creation_grace_period (10 min): the other half is for Loki's clock
+BEHIND_CREATED_NS = 5 * MINUTE_NS  # a reporter's clock may trail the API server's this much
+BEHIND_LIST_NS = 40 * MINUTE_NS  # 30 min late series counts, plus 10 min for clocks and run length
+OUT_OF_SCOPE_MARGIN_S = 5 * 60  # deletion comes within 1 min of the TTL; the rest is clock slack
+SKEW_S = 120  # the API server's clock against the job's, for creation-time comparisons
+
+Labels = tuple[tuple[str, str], ...]
+NO_LABELS: Labels = ()
 
 
 @dataclass(frozen=True)
 class Verdict:
     new: int = 0  # occurrences not shipped before; 0 means skip
-    why: str = ""  # for skips: "duplicate", "before-horizon", "before-since"
+    why: str = ""  # for skips: "duplicate", "before-horizon", "out-of-window"
+    ts_ns: int = 0  # the Loki timestamp
+    skew: Labels = NO_LABELS  # the extra stream label of an implausible time, else none
 
 
 # Skips are the common case of a steady-state run: share them instead of allocating one per event.
 DUPLICATE = Verdict(0, "duplicate")
 BEFORE_HORIZON = Verdict(0, "before-horizon")
-BEFORE_SINCE = Verdict(0, "before-since")
+OUT_OF_WINDOW = Verdict(0, "out-of-window")
+
+
+def hour_bucket(t_ns: int) -> str:
+    """The UTC hour of a Loki timestamp: entries of one such stream are never an hour apart."""
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(t_ns // NS))
+
+
+def created_ns(text: str | None) -> int:
+    """creationTimestamp in Unix ns, 0 when absent or unreadable (then nothing is compared with it)."""
+    if not text:
+        return 0
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return 0
+    if t.tzinfo is None:
+        return 0
+    return int(t.timestamp()) * NS  # a Time: whole seconds
 
 
 class Ledger:
     """Decides, event by event, whether an occurrence is new, and records it as shipped.
 
     The record happens before the push is acknowledged, but it is only saved after every push
-    was acknowledged, so a failed run leaves the stored ledger as it was.
+    was acknowledged, so a failed run leaves the stored ledger as it was. ``finish`` ends the run's
+    part: it forgets what a complete list showed deleted and returns how many.
     """
 
-    def __init__(self, cp: Checkpoint, *, ttl_s: float, since_ns: int = 0, replay: bool = False) -> None:
+    def __init__(self, cp: Checkpoint, *, ttl_s: float, now_ns: int, since_ns: int = 0, until_ns: int = 0,
+                 replay: bool = False, api_list: bool = True, scope: str = "") -> None:
         self.cp = cp
         self.ttl_s = ttl_s
+        self.now_ns = now_ns
+        self.now_s = now_ns // NS
         self.since_ns = since_ns
+        self.until_ns = until_ns
         # A backfill re-ships what the ledger already holds; it still records what it ships.
         self.replay = replay
+        self.api_list = api_list
+        self.scope = scope
+        # Only a sync of the API relies on "not shipped at the last list means written after it".
+        self.listed_ns = cp.listed_ns if api_list and not replay else 0
+        self.list_rv = ""
+        self.seen: set[str] = set()
+        self._seen_add = self.seen.add
+        self.complete = False
 
-    def consider(self, uid: str, n: int, t_ns: int) -> Verdict:
-        prev = self.cp.ledger.get(uid)
-        if t_ns < self.since_ns:
-            return BEFORE_SINCE
-        if prev is not None:
-            if n <= prev[0] and not self.replay:
-                return DUPLICATE
-            shipped = prev[0]
-        else:
-            # Absent and older than what was already pruned: it may have shipped, so never re-ship.
-            if t_ns < self.cp.prune_horizon_ns and not self.replay:
-                return BEFORE_HORIZON
-            shipped = 0
-        if prev is None or n > prev[0] or t_ns // NS > prev[1]:
-            self.cp.ledger[uid] = (max(n, prev[0] if prev else 0), max(t_ns // NS, prev[1] if prev else 0))
-        if t_ns > self.cp.watermark_ns:
-            self.cp.watermark_ns = t_ns
-        return Verdict(n if self.replay else n - shipped, "")
+    def saw(self, uid: str) -> None:
+        """An event listed but not considered (a client-side filter): still proof it exists."""
+        self._seen_add(uid)
 
-    def prune(self) -> int:
-        """Forget entries the API server has certainly deleted: older than W - (TTL + margin)."""
-        cutoff_ns = self.cp.watermark_ns - int((self.ttl_s + PRUNE_MARGIN_S) * NS)
-        return self._drop_older_than(cutoff_ns)
+    def consider(self, uid: str, n: int, t_ns: int, created: str | None = None) -> Verdict:
+        """Whether occurrence count ``n`` of ``uid`` (occurrence time ``t_ns``) ships, and as what."""
+        self._seen_add(uid)
+        ledger = self.cp.ledger
+        prev = ledger.get(uid)
+        if prev is not None and n <= prev[0] and not self.replay:
+            return DUPLICATE
+        c_ns = created_ns(created)
+        if prev is None and not self.replay and c_ns and c_ns < self.cp.prune_horizon_ns:
+            # Created before entries were dropped for size: it may be one of them, so never re-ship.
+            return BEFORE_HORIZON
+        ts, skew = self.loki_time(t_ns, c_ns)
+        if ts < self.since_ns or (self.until_ns and ts >= self.until_ns):
+            return OUT_OF_WINDOW
+        shipped = prev[0] if prev is not None else 0
+        if n > shipped:
+            ledger[uid] = (n, self.now_s)
+        if ts > self.cp.watermark_ns:
+            self.cp.watermark_ns = ts
+        return Verdict(n if self.replay else n - shipped, "", ts, skew)
+
+    def loki_time(self, t_ns: int, c_ns: int) -> tuple[int, Labels]:
+        """The Loki timestamp of an occurrence and, if its own time is implausible, its skew label."""
+        lo = max(c_ns - BEHIND_CREATED_NS if c_ns else 0, self.listed_ns - BEHIND_LIST_NS if self.listed_ns else 0)
+        if lo <= t_ns <= self.now_ns + AHEAD_NS:
+            return t_ns, NO_LABELS
+        base = max(c_ns, self.listed_ns) or self.now_ns
+        base = min(base, self.now_ns + AHEAD_NS)  # an API server clock ahead of ours: still not too new
+        return base, (("clock_skew", hour_bucket(base)),)
+
+    def finish(self, *, complete: bool) -> int:
+        """End of the listing. With a complete list, forget every entry it showed deleted."""
+        cp = self.cp
+        if not (complete and self.api_list) or _older(self.list_rv, cp.list_rv):
+            return 0
+        self.complete = True
+        if cp.scope != self.scope:
+            if cp.ledger or cp.listed_ns:
+                cp.scope_since_ns = self.now_ns
+            cp.scope = self.scope
+        ledger, seen = cp.ledger, self.seen
+        since_s = cp.scope_since_ns // NS
+        gone = ledger.keys() - seen
+        if since_s:
+            # Entries recorded under an older scope: absence says nothing; the job's clock decides.
+            expired_s = self.now_s - int(self.ttl_s) - OUT_OF_SCOPE_MARGIN_S
+            gone = {u for u in gone if not (expired_s <= ledger[u][1] < since_s)}
+            for uid in seen:
+                entry = ledger.get(uid)
+                if entry is not None and entry[1] < since_s:
+                    ledger[uid] = (entry[0], self.now_s)  # seen under the new scope: now in it
+        for uid in gone:
+            del ledger[uid]
+        if since_s and all(t >= since_s for _, t in ledger.values()):
+            cp.scope_since_ns = 0  # every entry left was recorded under the current scope
+        cp.listed_ns = self.now_ns
+        cp.list_rv = self.list_rv or cp.list_rv
+        return len(gone)
 
     def prune_to(self, keep: int) -> int:
-        """Size-forced pruning: keep the `keep` newest entries; the horizon moves past the rest."""
-        if len(self.cp.ledger) <= keep:
+        """Size-forced pruning: keep the ``keep`` entries recorded most recently; the horizon moves."""
+        ledger = self.cp.ledger
+        if len(ledger) <= keep:
             return 0
-        times = sorted(t for _, t in self.cp.ledger.values())
-        return self._drop_older_than((times[len(times) - keep - 1] + 1) * NS)
-
-    def _drop_older_than(self, cutoff_ns: int) -> int:
-        if cutoff_ns <= 0:
-            return 0
-        cutoff_s = cutoff_ns // NS
-        old = [uid for uid, (_, t) in self.cp.ledger.items() if t < cutoff_s]
+        times = sorted(t for _, t in ledger.values())
+        cutoff_s = times[len(times) - keep - 1]  # drop everything recorded at or before this second
+        old = [uid for uid, (_, t) in ledger.items() if t <= cutoff_s]
         for uid in old:
-            del self.cp.ledger[uid]
-        self.cp.prune_horizon_ns = max(self.cp.prune_horizon_ns, cutoff_s * NS)
+            del ledger[uid]
+        # A dropped uid was created no later than the job recorded it (give or take SKEW_S). Every
+        # uid created before the last complete list began was in that list, so up to there the
+        # horizon only skips uids that were offered already.
+        listed_s = (self.now_ns if self.complete else self.cp.listed_ns) // NS
+        horizon_s = min(cutoff_s + 1 + SKEW_S, listed_s - SKEW_S)
+        self.cp.prune_horizon_ns = max(self.cp.prune_horizon_ns, horizon_s * NS)
         return len(old)
+
+
+def _older(rv: str, than: str) -> bool:
+    """Whether list resourceVersion ``rv`` is known to be older than ``than`` (both etcd revisions)."""
+    try:
+        return bool(rv and than) and int(rv) < int(than)
+    except ValueError:  # not integers: opaque, as the API allows; the list is taken as fresh
+        return False

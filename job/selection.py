@@ -1,61 +1,55 @@
-"""The pure heart of a run: which listed occurrences ship, and what the ledger records.
+"""The pure heart of a run: which listed occurrences ship, with which Loki timestamp and stream.
 
 No I/O: `python -m job run` feeds it the decoded pages and the property tests feed it simulated
-histories, so both exercise this same code.
+histories, so both exercise this same code. A run is: a Ledger over the loaded checkpoint, select()
+for every page, then Ledger.finish(complete=...) once the list is over, which forgets what the
+list showed deleted (job/dedupe.py says when a list counts as complete).
 """
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 from typing import Iterator
 
-from job.dedupe import BEFORE_HORIZON, DUPLICATE, NS, Ledger
+from job.dedupe import BEFORE_HORIZON, DUPLICATE, Labels, Ledger, hour_bucket
 from job.events import Event, Page
 from job.filters import Filters
 from job.summary import Summary
+
+__all__ = ["hour_bucket", "list_scope", "log_clock_skew", "log_malformed_total", "select"]
 
 log = logging.getLogger(__name__)
 _MAX_MALFORMED_LOGGED = 20
 
 
-@dataclass(frozen=True)
-class Window:
-    """What a run ships: everything (a sync), or a backfill's [since, until) replayed per hour."""
-
-    until_ns: int = 0  # 0 = no end
-    backfill: bool = False
+def list_scope(field_selector: str, namespaces: str = "") -> str:
+    """What a list can contain, as stored with the checkpoint: absence only means deletion within it."""
+    return f"fieldSelector={field_selector}" + (f";namespaces={namespaces}" if namespaces else "")
 
 
-def hour_bucket(t_ns: int) -> str:
-    # A backfill stream per hour of event time: its entries are never 1 h apart, so Loki's
-    # too_far_behind cannot reject them whatever the regular stream already holds.
-    return time.strftime("%Y-%m-%dT%H", time.gmtime(t_ns // NS))
-
-
-def select(page: Page, ledger: Ledger, filters: Filters, window: Window, s: Summary) -> Iterator[tuple[Event, int, int]]:
-    """Yield (event, event time in ns, occurrences not shipped before) for what ships from one page.
+def select(page: Page, ledger: Ledger, filters: Filters, s: Summary) -> Iterator[tuple[Event, int, int, Labels]]:
+    """Yield (event, Loki timestamp in ns, occurrences not shipped before, extra stream labels).
 
     Each yielded occurrence is already recorded in the ledger; the caller saves the ledger only
     once Loki has acknowledged every push, so a failed run forgets these records with it.
     """
     s.pages += 1
+    if page.resource_version:
+        ledger.list_rv = page.resource_version
     for bad in page.malformed:
         s.malformed += 1
         if s.malformed <= _MAX_MALFORMED_LOGGED:
             log.warning("skipping a malformed event %s: %s", bad.where, bad.reason)
     s.listed += len(page.events)
     check = filters.matches if filters.active() else None
-    until_ns = window.until_ns
-    consider = ledger.consider
+    consider, saw = ledger.consider, ledger.saw
     for e, t_ns in page.events:  # the hot loop: bound names, no per-event allocation on skips
+        m = e.meta
+        uid = m.uid or ""
         if check is not None and not check(e):
+            saw(uid)  # listed, so not deleted, whatever the filter says
             s.filtered += 1
             continue
-        if until_ns and t_ns >= until_ns:
-            s.out_of_window += 1
-            continue
-        v = consider(e.meta.uid or "", e.occurrences, t_ns)
+        v = consider(uid, e.occurrences, t_ns, m.creationTimestamp)
         if not v.new:
             if v is DUPLICATE:
                 s.duplicates += 1
@@ -65,9 +59,18 @@ def select(page: Page, ledger: Ledger, filters: Filters, window: Window, s: Summ
                 s.out_of_window += 1
             continue
         s.new += 1
-        yield e, t_ns, v.new
+        if v.skew:
+            s.clock_skew += 1
+        yield e, v.ts_ns, v.new, v.skew
 
 
 def log_malformed_total(s: Summary) -> None:
     if s.malformed > _MAX_MALFORMED_LOGGED:
         log.warning("%d malformed events in all (only the first %d were logged)", s.malformed, _MAX_MALFORMED_LOGGED)
+
+
+def log_clock_skew(s: Summary) -> None:
+    if s.clock_skew:
+        log.warning("%d events carried a time too far ahead of the job's clock or behind their creation; they were "
+                    "shipped with a trusted Loki timestamp and the stream label clock_skew (their lines keep their "
+                    "own times): check the clocks of the nodes that reported them", s.clock_skew)

@@ -12,6 +12,7 @@ class Summary:
     filtered: int = 0
     out_of_window: int = 0
     before_horizon: int = 0
+    clock_skew: int = 0  # shipped with a Loki timestamp other than their own implausible time
     malformed: int = 0
     lines: int = 0
     bytes: int = 0

@@ -18,7 +18,7 @@ from job.lines import Formatter
 from job.loki import pusher_for
 from job.tenants import router_for
 from job.progress import Progress
-from job.selection import Window, hour_bucket, log_malformed_total, select
+from job.selection import hour_bucket, list_scope, log_clock_skew, log_malformed_total, select
 from job.source import pages
 from job.summary import Summary
 from state import Store
@@ -56,10 +56,12 @@ def run(cfg: Config, deps: Deps, s: Summary) -> int:
 def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease: Lease | None,
                 started: float, backfill: bool, s: Summary) -> int:
     now = deps.clock.now()
-    cp, version, existed = checkpointing.load(store, cfg.reset_checkpoint)
+    cp, version, existed = checkpointing.load(store, cfg.reset_checkpoint, to_ns(now))
     since_ns = to_ns(resolve_time(cfg.since, now)) if cfg.since and (backfill or not existed) else 0
-    window = Window(until_ns=to_ns(resolve_time(cfg.until, now)) if cfg.until else 0, backfill=backfill)
-    ledger = Ledger(cp, ttl_s=cfg.event_ttl, since_ns=since_ns, replay=backfill)
+    until_ns = to_ns(resolve_time(cfg.until, now)) if cfg.until else 0
+    ledger = Ledger(cp, ttl_s=cfg.event_ttl, now_ns=to_ns(now), since_ns=since_ns, until_ns=until_ns,
+                    replay=backfill, api_list=not cfg.from_file,
+                    scope=list_scope(cfg.field_selector, ",".join(cfg.event_namespaces)))
     fmt = Formatter(label_style=cfg.label_style, line_format=cfg.line_format, cluster=cfg.cluster,
                     max_line_bytes=cfg.max_line_bytes, structured_metadata=cfg.structured_metadata)
     pusher = pusher_for(cfg, deps)
@@ -78,8 +80,8 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
         add, labels, line = pusher.add, fmt.labels, fmt.line
         metadata = fmt.metadata if cfg.structured_metadata else None
         for page in pages(cfg, conn, deps, listing):
-            for e, t_ns, new in select(page, ledger, cfg.filters, window, s):
-                add(labels(e, hour_bucket(t_ns) if backfill else ""), t_ns, line(e, new),
+            for e, ts_ns, new, skew in select(page, ledger, cfg.filters, s):
+                add(labels(e, hour_bucket(ts_ns) if backfill else "") + skew, ts_ns, line(e, new),
                     metadata(e) if metadata else None, route(e.meta.namespace) if route else None)
             if progress:
                 progress.show(s)
@@ -94,7 +96,10 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     s.resource_version, s.list_complete = listing.resource_version, listing.complete
     s.list_requests, s.list_bytes = listing.requests, listing.bytes
     log_malformed_total(s)
-    s.pruned = ledger.prune()
+    log_clock_skew(s)
+    # Only a list read to its end, and not older than the last run's, says what was deleted.
+    ledger.list_rv = listing.resource_version or ledger.list_rv
+    s.pruned = ledger.finish(complete=listing.complete and not cfg.from_file)
     s.ledger = len(cp.ledger)
     s.watermark = rfc3339(cp.watermark_ns)
     s.duration_s = round(deps.clock.monotonic() - started, 3)

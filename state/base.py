@@ -10,14 +10,20 @@ import struct
 import sys
 import zlib
 from array import array
-from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 MAGIC = b"LESC"
-VERSION = 1
+VERSION = 2  # 2: ledger times are the job's own clock; 1 (read, never written): event times
 _HEADER = struct.Struct(">4sBI")  # magic, version, header length
 _SWAP = sys.byteorder == "little"  # the columns are stored big-endian
+NS = 1_000_000_000
+INT32_MAX = 2**31 - 1  # the API's counts are int32
+_YEAR_S = 365 * 86_400
+# Sanity bounds for every decoded time, around the job's clock: a checkpoint is written by this job
+# at most a few years ago, and never far ahead of its clock (a clock corrected backwards by NTP is
+# allowed a year). A horizon in 2100 or a watermark of 1e30 is damage, never data.
+PAST_S, FUTURE_S = 10 * _YEAR_S, _YEAR_S
 
 
 class StoreError(Exception):
@@ -34,17 +40,23 @@ class CheckpointCorrupt(StoreError):
 
 @dataclass
 class Checkpoint:
-    """What the job remembers between runs.
+    """What the job remembers between runs (job/dedupe.py explains how each field is used).
 
-    ``ledger`` maps an event uid to (highest count shipped, event time in whole seconds).
-    Seconds are enough: the time is only used to prune, with a margin of minutes.
+    ``ledger`` maps an event uid to (highest count shipped, the second by the job's own clock at
+    which that count was recorded). No time an event reports about itself is stored here.
     """
 
-    watermark_ns: int = 0
+    watermark_ns: int = 0  # the newest Loki timestamp shipped; for status and the summary only
+    # Set only by size-forced pruning: an unknown uid the API server created before this may have
+    # been shipped and forgotten while still alive, so it is skipped (compared with creationTimestamp).
     prune_horizon_ns: int = 0
     ledger: dict[str, tuple[int, int]] = field(default_factory=dict)
     last_success_ns: int | None = None
     last_run: dict[str, Any] = field(default_factory=dict)
+    listed_ns: int = 0  # job clock at the start of the last complete API list this ledger reflects
+    list_rv: str = ""  # that list's resourceVersion: a later list that is older never forgets anything
+    scope: str = ""  # what that list could contain (field selector, namespaces): absence means deletion
+    scope_since_ns: int = 0  # when the scope last changed; entries recorded before it are out of scope
 
 
 class Store(Protocol):
@@ -69,29 +81,35 @@ def encode(cp: Checkpoint) -> bytes:
     """Serialize compactly: 50k+ ledger entries must fit the 1 MiB ConfigMap limit.
 
     UUIDs are stored as 16 raw bytes, sorted and split into byte planes so zlib can squeeze
-    the predictable high bytes; counts and time offsets from the watermark are u32 columns,
-    which compress to about a byte each because most counts are 1 and offsets are small.
+    the predictable high bytes; counts and time offsets from the newest recorded second are u32
+    columns, which compress to about a byte each because most counts are 1 and offsets are small.
+    The columns are built straight from the sorted keys, and compressed as they are produced, so the
+    ledger is not copied into intermediate lists of its values.
     """
-    w_s = cp.watermark_ns // 1_000_000_000
-    uids = sorted(cp.ledger)  # lower-case hex sorts like the bytes it spells
+    ledger = cp.ledger
+    uids = sorted(ledger)  # lower-case hex sorts like the bytes it spells
     # Every uid 36 long, or pieces of other lengths could join into valid-looking UUIDs.
     raw = _uuids_bytes("".join(uids), len(uids)) if set(map(len, uids)) <= {36} else None
     if raw is not None:  # the usual case: every uid is a canonical UUID
         binary, other = uids, []
     else:
         binary = [u for u in uids if _uuids_bytes(u, 1) is not None]
-        other = [(u, *cp.ledger[u]) for u in uids if _uuids_bytes(u, 1) is None]
+        other = [(u, *ledger[u]) for u in uids if _uuids_bytes(u, 1) is None]
         raw = _uuids_bytes("".join(binary), len(binary)) or b""
-    planes = b"".join(raw[i::16] for i in range(16))
-    # Counts are int32 in the API and no entry is newer than the watermark, so both fit a u32.
-    values = list(map(cp.ledger.__getitem__, binary))
-    counts = array("I", map(itemgetter(0), values))
-    offsets = array("I", map(w_s.__sub__, map(itemgetter(1), values)))
+    del uids
+    base_s = max((t for _, t in ledger.values()), default=cp.listed_ns // NS)
+    counts = array("I", [ledger[u][0] for u in binary])
+    offsets = array("I", [base_s - ledger[u][1] for u in binary])
     header = {
         "watermark_ns": cp.watermark_ns,
         "prune_horizon_ns": cp.prune_horizon_ns,
         "last_success_ns": cp.last_success_ns,
         "last_run": cp.last_run,
+        "listed_ns": cp.listed_ns,
+        "list_rv": cp.list_rv,
+        "scope": cp.scope,
+        "scope_since_ns": cp.scope_since_ns,
+        "base_s": base_s,
         "entries": len(binary),
         "other": [[u, c, t] for u, c, t in other],
     }
@@ -99,62 +117,154 @@ def encode(cp: Checkpoint) -> bytes:
         counts.byteswap()
         offsets.byteswap()
     # Level 1: most planes are random bytes that no level shrinks; 6 would triple the time for ~1%.
-    body = zlib.compress(planes + counts.tobytes() + offsets.tobytes(), 1)
+    z = zlib.compressobj(1)
+    body = [z.compress(raw[i::16]) for i in range(16)]
+    body += [z.compress(counts), z.compress(offsets), z.flush()]
     head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    return _HEADER.pack(MAGIC, VERSION, len(head)) + head + body
+    return b"".join([_HEADER.pack(MAGIC, VERSION, len(head)), head, *body])
 
 
-def decode(data: bytes, where: str) -> Checkpoint:
-    """Parse bytes from a store; any inconsistency is CheckpointCorrupt naming ``where``."""
+def decode(data: bytes, where: str, *, now_ns: int | None = None) -> Checkpoint:
+    """Parse bytes from a store; any inconsistency is CheckpointCorrupt naming ``where``.
+
+    Nothing is allocated in proportion to what the header claims before it is checked against the
+    bytes actually there: the ledger's size follows from its entry count, and the count is bounded
+    by the compressed size (random 16-byte uids cannot take less than a few bytes each), so a small
+    checkpoint that would inflate to gigabytes is refused after reading at most that bound. With
+    ``now_ns`` (the job's clock), every time must lie within years of it, and counts within int32.
+    """
     fix = "inspect it, restore a good copy, or start over with --reset-checkpoint"
     if len(data) < _HEADER.size:
         raise CheckpointCorrupt(f"checkpoint at {where} is truncated ({len(data)} bytes); {fix}")
     magic, version, hlen = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CheckpointCorrupt(f"checkpoint at {where} is not a loki-event-sync checkpoint; {fix}")
-    if version != VERSION:
+    if version not in (1, VERSION):
         raise CheckpointCorrupt(
-            f"checkpoint at {where} has format version {version}, this build reads {VERSION}; "
+            f"checkpoint at {where} has format version {version}, this build reads 1 and {VERSION}; "
             f"run a matching release or {fix}"
         )
     try:
-        header = json.loads(data[_HEADER.size : _HEADER.size + hlen])
-        body = zlib.decompress(data[_HEADER.size + hlen :])
-        n = int(header["entries"])
-        w_s = int(header["watermark_ns"]) // 1_000_000_000
-        if len(body) != n * 24:
-            raise ValueError(f"ledger holds {len(body)} bytes, expected {n * 24}")
-        raw = bytearray(n * 16)
-        for i in range(16):
-            raw[i::16] = body[i * n : (i + 1) * n]
-        counts = array("I")
-        counts.frombytes(body[16 * n : 20 * n])
-        offsets = array("I")
-        offsets.frombytes(body[20 * n :])
-        if _SWAP:
-            counts.byteswap()
-            offsets.byteswap()
-        ledger: dict[str, tuple[int, int]] = {}
-        h = raw.hex()
-        for i in range(n):
-            x = h[i * 32 : i * 32 + 32]
-            uid = f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
-            ledger[uid] = (counts[i], w_s - offsets[i])
-        for uid, count, t_s in header["other"]:
-            ledger[str(uid)] = (int(count), int(t_s))
-        cp = Checkpoint(
-            watermark_ns=int(header["watermark_ns"]),
-            prune_horizon_ns=int(header["prune_horizon_ns"]),
-            ledger=ledger,
-            last_success_ns=None if header["last_success_ns"] is None else int(header["last_success_ns"]),
-            last_run=dict(header["last_run"]),
-        )
+        cp = _decode(data, hlen, version, now_ns)
     except (ValueError, KeyError, TypeError, OverflowError, RecursionError, zlib.error) as exc:
         raise CheckpointCorrupt(f"checkpoint at {where} is corrupt ({exc}); {fix}") from None
-    if any(c < 1 for c, _ in ledger.values()):
-        raise CheckpointCorrupt(f"checkpoint at {where} is corrupt (a ledger count below 1); {fix}")
     return cp
 
+
+def _int(v: Any, what: str) -> int:
+    if type(v) is not int:  # bool, float, str, None: never written by encode()
+        raise ValueError(f"{what} is not an integer")
+    return v
+
+
+def _decode(data: bytes, hlen: int, version: int, now_ns: int | None) -> Checkpoint:
+    if _HEADER.size + hlen > len(data):
+        raise ValueError(f"the header claims {hlen} bytes, only {len(data) - _HEADER.size} are there")
+    header = json.loads(data[_HEADER.size : _HEADER.size + hlen])
+    if not isinstance(header, dict):
+        raise ValueError("the header is not an object")
+    compressed = data[_HEADER.size + hlen :]
+    n = _int(header["entries"], "entries")
+    if not 0 <= n <= 1000 + len(compressed) // 2:
+        raise ValueError(f"{n} entries cannot fit {len(compressed)} compressed bytes")
+    z = zlib.decompressobj()
+    body = z.decompress(compressed, n * 24 + 1)  # bounded: never more than the entries need, plus one
+    if len(body) != n * 24 or not z.eof or z.unused_data:
+        raise ValueError(f"the ledger does not hold the {n * 24} bytes its {n} entries need")
+    watermark_ns = _int(header["watermark_ns"], "watermark_ns")
+    base_s = _int(header["base_s"], "base_s") if version >= 2 else watermark_ns // NS
+    raw = bytearray(n * 16)
+    for i in range(16):
+        raw[i::16] = body[i * n : (i + 1) * n]
+    counts = array("I")
+    counts.frombytes(body[16 * n : 20 * n])
+    offsets = array("I")
+    offsets.frombytes(body[20 * n :])
+    if _SWAP:
+        counts.byteswap()
+        offsets.byteswap()
+    if n and not (1 <= min(counts) and max(counts) <= INT32_MAX):
+        raise ValueError("a ledger count outside 1..2147483647")
+    others = header["other"]
+    if not isinstance(others, list):
+        raise ValueError("other is not a list")
+    checked: list[tuple[str, int, int]] = []
+    for item in others:
+        uid, count, t_s = item
+        if not isinstance(uid, str) or not uid:
+            raise ValueError("a ledger uid is not a non-empty string")
+        if not 1 <= _int(count, "a ledger count") <= INT32_MAX:
+            raise ValueError("a ledger count outside 1..2147483647")
+        checked.append((uid, count, _int(t_s, "a ledger time")))
+    last_success = header["last_success_ns"]
+    last_run = header["last_run"]
+    if not isinstance(last_run, dict):
+        raise ValueError("last_run is not an object")
+    cp = Checkpoint(
+        watermark_ns=watermark_ns,
+        prune_horizon_ns=_int(header["prune_horizon_ns"], "prune_horizon_ns"),
+        last_success_ns=None if last_success is None else _int(last_success, "last_success_ns"),
+        last_run=last_run,
+    )
+    if version >= 2:
+        cp.listed_ns = _int(header["listed_ns"], "listed_ns")
+        cp.scope_since_ns = _int(header["scope_since_ns"], "scope_since_ns")
+        cp.list_rv, cp.scope = header["list_rv"], header["scope"]
+        if not isinstance(cp.list_rv, str) or not isinstance(cp.scope, str):
+            raise ValueError("list_rv or scope is not a string")
+    newest_s = base_s - (min(offsets) if n else 0)
+    oldest_s = base_s - (max(offsets) if n else 0)
+    if checked:
+        newest_s = max(newest_s, max(t for _, _, t in checked))
+        oldest_s = min(oldest_s, min(t for _, _, t in checked))
+    if (n or checked) and not (0 <= oldest_s and newest_s - oldest_s < 2**32):
+        raise ValueError("ledger times that no checkpoint can hold")  # encode() could not write them back
+    if now_ns is not None:
+        _check_times(cp, now_ns, oldest_s if n or checked else None, newest_s if n or checked else None)
+    for what, value in (("a time", cp.watermark_ns), ("a time", cp.prune_horizon_ns), ("a time", cp.listed_ns),
+                        ("a time", cp.scope_since_ns), ("a time", cp.last_success_ns or 0)):
+        if not 0 <= value < 2**63:
+            raise ValueError(f"{what} outside the int64 nanoseconds a checkpoint holds")
+    ledger: dict[str, tuple[int, int]] = {}
+    h = raw.hex()
+    del raw
+    for i in range(n):
+        x = h[i * 32 : i * 32 + 32]
+        ledger[f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"] = (counts[i], base_s - offsets[i])
+    for uid, count, t_s in checked:
+        ledger[uid] = (count, t_s)
+    if version == 1:
+        _upgrade_v1(cp, ledger, now_ns)
+    cp.ledger = ledger
+    return cp
+
+
+def _check_times(cp: Checkpoint, now_ns: int, oldest_s: int | None, newest_s: int | None) -> None:
+    lo, hi = now_ns - PAST_S * NS, now_ns + FUTURE_S * NS
+    named = [("watermark", cp.watermark_ns), ("prune horizon", cp.prune_horizon_ns),
+             ("last success", cp.last_success_ns or 0), ("list time", cp.listed_ns),
+             ("scope change", cp.scope_since_ns)]
+    if oldest_s is not None and newest_s is not None:
+        named += [("oldest ledger time", oldest_s * NS), ("newest ledger time", newest_s * NS)]
+    for what, value in named:
+        if value and not lo <= value <= hi:
+            raise ValueError(f"its {what} ({value}) is not within {PAST_S // _YEAR_S} years of now")
+
+
+def _upgrade_v1(cp: Checkpoint, ledger: dict[str, tuple[int, int]], now_ns: int | None) -> None:
+    """Read a 0.1 checkpoint: its ledger times were event times, its horizon an event-time cut-off.
+
+    Kept as they are, those times only order size-forced pruning (no later than the job's clock);
+    the old horizon still covers what 0.1 pruned, since a uid is created before its event time.
+    listed_ns stays 0: the first run after the upgrade forgets by absence, and stamps Loki
+    timestamps as on a first run.
+    """
+    if now_ns is not None:
+        now_s = now_ns // NS
+        for uid, (count, t_s) in ledger.items():
+            if t_s > now_s:
+                ledger[uid] = (count, now_s)
+        cp.watermark_ns = min(cp.watermark_ns, now_ns)
 
 
 def _uuids_bytes(joined: str, n: int) -> bytes | None:
