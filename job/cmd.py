@@ -369,15 +369,16 @@ def byte_size(text: str) -> int:
     return int(m.group(1)) * mult
 
 
-# Room for every field but the message at the lengths the API server's validation allows (names 253,
-# reason/action/reportingInstance 128, ...), so a truncated line is still JSON and keeps its uid.
-MIN_LINE_BYTES = 4096
+# Room for every field but the message of any real Event (a typical line without its message is about
+# 500 bytes), so a truncated line is still JSON and keeps its uid. Only names near the API's 253-char
+# limit in every field at once would not fit; Loki's own limit is 256 KiB.
+MIN_LINE_BYTES = 1024
 
 
 def line_size(text: str) -> int:
     value = byte_size(text)
     if value < MIN_LINE_BYTES:
-        raise argparse.ArgumentTypeError(f"{text!r} is below the {MIN_LINE_BYTES}-byte minimum (4KiB): a shorter "
+        raise argparse.ArgumentTypeError(f"{text!r} is below the {MIN_LINE_BYTES}-byte minimum (1KiB): a shorter "
                                          "line cannot hold the event's fields and its uid")
     return value
 
@@ -501,7 +502,7 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
           default=120.0, type=at_most(_DAY, "1d"), show="2m")
     _flag(g, "batch-bytes", env, "uncompressed size limit of one push", default=MiB, type=byte_size,
           show="1MiB")
-    _flag(g, "max-line-bytes", env, "longer lines are truncated with a marker (at least 4KiB)",
+    _flag(g, "max-line-bytes", env, "longer lines are truncated with a marker (at least 1KiB)",
           default=256 * 1024 - 1024, type=line_size, show="255KiB")
     _flag(g, "label-style", env, "stream labels: default (cluster, namespace, type, kind, job), seed "
           "(_host, _namespace, _type, _kind as LokiEventCollector) or alloy (job, instance, namespace as "

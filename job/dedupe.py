@@ -35,6 +35,8 @@ could have: any unknown uid the API server created before it is skipped ("before
 dropped entry is never re-shipped. The horizon never moves past this run's start minus SKEW_S, so it
 cannot swallow an event no complete list has offered yet (every uid created earlier was in this
 run's list); an entry recorded in the last SKEW_S before the run is the price, and may re-ship once.
+A scope change clears the horizon (a wider scope offers old uids for the first time), so entries
+dropped for size before it may also ship once more: a duplicate rather than a loss.
 
 Loki timestamps. A sent entry must be sent again identically after a crash (the checkpoint was not
 saved, so the next run re-sends), which is what lets Loki drop the copy. So the timestamp comes from
@@ -132,6 +134,11 @@ class Ledger:
         self.scope = scope
         # Only a sync of the API relies on "not shipped at the last list means written after it".
         self.listed_ns = cp.listed_ns if api_list and not replay else 0
+        self.first = not cp.ledger and not cp.listed_ns  # nothing recorded yet under any scope
+        self.scope_changed = api_list and not self.first and cp.scope != scope
+        # A wider scope can hold uids created long ago that no list offered: the horizon would
+        # swallow them. Better that an entry dropped for size ships once more.
+        self.horizon_ns = 0 if self.scope_changed else cp.prune_horizon_ns
         self.list_rv = ""
         self.seen: set[str] = set()
         self._seen_add = self.seen.add
@@ -149,7 +156,7 @@ class Ledger:
         if prev is not None and n <= prev[0] and not self.replay:
             return DUPLICATE
         c_ns = created_ns(created)
-        if prev is None and not self.replay and c_ns and c_ns < self.cp.prune_horizon_ns:
+        if prev is None and not self.replay and c_ns and c_ns < self.horizon_ns:
             # Created before entries were dropped for size: it may be one of them, so never re-ship.
             return BEFORE_HORIZON
         ts, skew = self.loki_time(t_ns, c_ns)
@@ -178,8 +185,9 @@ class Ledger:
             return 0
         self.complete = True
         if cp.scope != self.scope:
-            if cp.ledger or cp.listed_ns:
+            if self.scope_changed:
                 cp.scope_since_ns = self.now_ns
+                cp.prune_horizon_ns = 0
             cp.scope = self.scope
         ledger, seen = cp.ledger, self.seen
         since_s = cp.scope_since_ns // NS
@@ -187,14 +195,15 @@ class Ledger:
         if since_s:
             # Entries recorded under an older scope: absence says nothing; the job's clock decides.
             expired_s = self.now_s - int(self.ttl_s) - OUT_OF_SCOPE_MARGIN_S
-            gone = {u for u in gone if not (expired_s <= ledger[u][1] < since_s)}
+            # (Recorded in the very second of the change is "before": the safe side.)
+            gone = {u for u in gone if not (expired_s <= ledger[u][1] <= since_s)}
             for uid in seen:
                 entry = ledger.get(uid)
-                if entry is not None and entry[1] < since_s:
+                if entry is not None and entry[1] <= since_s:
                     ledger[uid] = (entry[0], self.now_s)  # seen under the new scope: now in it
         for uid in gone:
             del ledger[uid]
-        if since_s and all(t >= since_s for _, t in ledger.values()):
+        if since_s and all(t > since_s for _, t in ledger.values()):
             cp.scope_since_ns = 0  # every entry left was recorded under the current scope
         cp.listed_ns = self.now_ns
         cp.list_rv = self.list_rv or cp.list_rv

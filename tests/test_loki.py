@@ -2,16 +2,10 @@
 from __future__ import annotations
 
 import json
-import random
-import uuid
 from pathlib import Path
 
 import pytest
 
-from state import Checkpoint
-from job.dedupe import Ledger
-from job.checkpointing import fit as _fit
-from job.summary import Summary
 from tests.conftest import Harness, legacy_event, series_event
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
@@ -84,28 +78,6 @@ def test_client_side_filters_include_and_exclude_by_regex(h: Harness) -> None:
                  "--exclude-reasons", "Pulled") == 0
     assert [json.loads(e.line)["name"] for e in h.loki.entries()] == ["b"]
     assert h.summary()["filtered"] == 2
-
-
-class _SmallStore:
-    name = "configmap://test/small"
-    max_bytes = 200_000
-
-
-def test_size_limit_prunes_oldest_first_and_moves_the_horizon() -> None:
-    cp = Checkpoint()
-    ledger = Ledger(cp, ttl_s=3600)
-    base = 1_795_600_000
-    rnd = random.Random(7)
-    for i in range(20_000):  # random uids: they do not compress, as in a real cluster
-        ledger.consider(str(uuid.UUID(int=rnd.getrandbits(128), version=4)), 1, (base + i % 3000) * 10**9)
-    s = Summary()
-    data = _fit(cp, ledger, _SmallStore(), s)  # type: ignore[arg-type]
-    assert len(data) <= _SmallStore.max_bytes - 4096
-    assert s.pruned > 0 and s.ledger == len(cp.ledger) < 20_000
-    oldest_kept = min(t for _, t in cp.ledger.values())
-    assert cp.prune_horizon_ns <= oldest_kept * 10**9
-    # An event older than the horizon is never re-shipped, even though the ledger forgot it.
-    assert ledger.consider("00000000-0000-4000-8000-000000000000", 1, base * 10**9).why == "before-horizon"
 
 
 def test_the_json_line_of_the_seed_example_is_stable_to_the_byte() -> None:
