@@ -299,29 +299,39 @@ def test_a_huge_message_is_cut_to_the_line_limit_and_the_json_still_parses(
 # ------------------------------------------------------------------------------------- the checkpoint
 
 
-def is_usable(cp: Checkpoint) -> None:
-    """A loaded checkpoint the job can run with and save again."""
+NOW_NS = 1_795_600_000 * 10**9
+
+
+def is_usable(cp: Checkpoint, now_ns: int | None) -> None:
+    """A loaded checkpoint the job can run with and save again, and load again as the same."""
     assert isinstance(cp, Checkpoint)
-    assert type(cp.watermark_ns) is int and type(cp.prune_horizon_ns) is int
+    for value in (cp.watermark_ns, cp.prune_horizon_ns, cp.listed_ns, cp.scope_since_ns):
+        assert type(value) is int and 0 <= value < 2**63
     assert cp.last_success_ns is None or type(cp.last_success_ns) is int
-    assert isinstance(cp.last_run, dict)
+    assert isinstance(cp.last_run, dict) and isinstance(cp.scope, str) and isinstance(cp.list_rv, str)
     for uid, (count, t_s) in cp.ledger.items():
-        assert isinstance(uid, str) and type(count) is int and count >= 1 and type(t_s) is int
-    encode(cp)
+        assert isinstance(uid, str) and uid and type(count) is int and 1 <= count <= 2**31 - 1 and type(t_s) is int
+    if now_ns is not None:  # every time within years of the job's clock
+        for value in (cp.watermark_ns, cp.prune_horizon_ns, cp.listed_ns, cp.last_success_ns or 0):
+            assert not value or abs(value - now_ns) <= 10 * 365 * 86_400 * 10**9
+    assert decode(encode(cp), "again", now_ns=now_ns) == cp
 
 
-def load_or_refuse(data: bytes) -> None:
-    try:
-        cp = decode(data, "fuzz")
-    except CheckpointCorrupt:
-        return
-    is_usable(cp)
+def load_or_refuse(data: bytes, now_ns: int | None = NOW_NS) -> None:
+    for now in (now_ns, None):
+        try:
+            cp = decode(data, "fuzz", now_ns=now)
+        except CheckpointCorrupt:
+            continue
+        is_usable(cp, now)
 
 
 checkpoints = st.builds(
     lambda w, ledger, horizon, last: Checkpoint(watermark_ns=w * 10**9 + 123, prune_horizon_ns=horizon * 10**9,
                                                 ledger={u: (c, w - age) for u, (c, age) in ledger.items()},
-                                                last_success_ns=last, last_run={"new": len(ledger), "lines": 3}),
+                                                last_success_ns=last, last_run={"new": len(ledger), "lines": 3},
+                                                listed_ns=w * 10**9 - 7, list_rv=str(w % 977),
+                                                scope="fieldSelector=type=Warning", scope_since_ns=horizon * 10**9),
     st.integers(1_700_000_000, 1_900_000_000),
     st.dictionaries(st.one_of(st.uuids().map(str), st.uuids().map(str), st.text(min_size=1, max_size=20)),
                     st.tuples(st.integers(1, 2**31 - 1), st.integers(0, 10_000)), max_size=40),
@@ -387,7 +397,8 @@ HEADER_VALUES = st.one_of(st.integers(-(2**70), 2**70), st.floats(),
 @SETTINGS
 @given(fields=st.fixed_dictionaries({}, optional={
     "watermark_ns": HEADER_VALUES, "prune_horizon_ns": HEADER_VALUES, "last_success_ns": HEADER_VALUES,
-    "last_run": HEADER_VALUES, "entries": HEADER_VALUES,
+    "last_run": HEADER_VALUES, "entries": HEADER_VALUES, "listed_ns": HEADER_VALUES, "list_rv": HEADER_VALUES,
+    "scope": HEADER_VALUES, "scope_since_ns": HEADER_VALUES, "base_s": HEADER_VALUES,
     "other": st.one_of(HEADER_VALUES, st.lists(st.lists(HEADER_VALUES, max_size=4), max_size=3)),
 }), body=st.one_of(st.just(b""), st.binary(max_size=96)))
 def test_a_checkpoint_header_with_any_json_values_is_refused_as_corrupt_or_usable(
@@ -395,17 +406,21 @@ def test_a_checkpoint_header_with_any_json_values_is_refused_as_corrupt_or_usabl
     # A well-formed header to start from, so each field's bad value is reached and not masked by
     # another missing key. NaN and Infinity are what Python's json writes for float specials.
     header = {"watermark_ns": 0, "prune_horizon_ns": 0, "last_success_ns": None, "last_run": {},
-              "entries": 0, "other": [], **fields}
+              "entries": 0, "other": [], "listed_ns": 0, "list_rv": "", "scope": "", "scope_since_ns": 0,
+              "base_s": 0, **fields}
     INPUTS["checkpoint headers"] += 1
     load_or_refuse(header_bytes(header, body))
 
 
 @pytest.mark.parametrize("header", [
     {"watermark_ns": float("inf"), "prune_horizon_ns": 0, "last_success_ns": None, "last_run": {}, "entries": 0,
-     "other": []},
+     "other": [], "listed_ns": 0, "list_rv": "", "scope": "", "scope_since_ns": 0, "base_s": 0},
     {"watermark_ns": 0, "prune_horizon_ns": 0, "last_success_ns": None, "last_run": {}, "entries": 0,
-     "other": [["not-a-uuid", float("-inf"), 0]]},
-], ids=["infinite-watermark", "infinite-count"])
+     "other": [["not-a-uuid", float("-inf"), 0]], "listed_ns": 0, "list_rv": "", "scope": "", "scope_since_ns": 0,
+     "base_s": 0},
+    {"watermark_ns": 0, "prune_horizon_ns": 0, "last_success_ns": None, "last_run": {}, "entries": 10**12,
+     "other": [], "listed_ns": 0, "list_rv": "", "scope": "", "scope_since_ns": 0, "base_s": 0},
+], ids=["infinite-watermark", "infinite-count", "a-trillion-entries"])
 def test_an_infinite_number_in_the_header_is_refused_as_corrupt(header: dict[str, Any]) -> None:
     INPUTS["checkpoint regressions"] += 1
     with pytest.raises(CheckpointCorrupt):

@@ -356,3 +356,16 @@ def test_decode_bounds_counts_to_int32_and_refuses_a_count_of_zero() -> None:
         data = patch_header(encode(Checkpoint()), other=[["not-a-uuid", count, t]])
         with pytest.raises(CheckpointCorrupt, match="count outside"):
             decode(data, "x", now_ns=t * NS)
+
+
+def test_a_0_1_checkpoint_poisoned_by_a_future_event_is_corrupt_not_a_silent_stop(h: Harness) -> None:
+    # 0.1 kept the largest event time as its watermark: one Event dated 2100 left a horizon that
+    # skipped everything after it. Such a checkpoint is refused (exit 1, untouched), not obeyed.
+    h.kube.put_event(legacy_event("a.1"))
+    t = 4_102_444_800  # 2100-01-01
+    blob = put_checkpoint(h, v1_checkpoint({str(uuid.uuid4()): (1, t)}, t))
+    assert h.run() == 1
+    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
+    assert len(errors) == 1 and "years of now" in errors[0] and "--reset-checkpoint" in errors[0]
+    assert (h.kube.get_object("configmaps", NAMESPACE, CM) or {})["binaryData"]["checkpoint"] == blob
+    assert h.run("run", "--reset-checkpoint") == 0 and h.summary()["lines"] == 1
