@@ -59,6 +59,8 @@ the Event and from the checkpoint the run loaded, never from the run's clock alo
 The one residue of the run's clock is "ahead" (t > now + AHEAD_NS): an occurrence between AHEAD_NS
 and AHEAD_NS + one schedule interval ahead that is re-sent after a crash can be stamped t the second
 time, and then shows twice in Loki. Far-ahead times (2100, 9999) stay ahead and are re-sent exactly.
+A re-send is identical when the next saved run re-sends it, which is the case unless a run under
+another --field-selector (that did not list the event) saved a newer list time in between.
 """
 from __future__ import annotations
 
@@ -134,8 +136,9 @@ class Ledger:
         self.scope = scope
         # Only a sync of the API relies on "not shipped at the last list means written after it".
         self.listed_ns = cp.listed_ns if api_list and not replay else 0
-        self.first = not cp.ledger and not cp.listed_ns  # nothing recorded yet under any scope
-        self.scope_changed = api_list and not self.first and cp.scope != scope
+        # The first complete list (or the first after an upgrade from 0.1) sets the scope; only a
+        # later list under another scope is a change.
+        self.scope_changed = api_list and bool(cp.listed_ns) and cp.scope != scope
         # A wider scope can hold uids created long ago that no list offered: the horizon would
         # swallow them. Better that an entry dropped for size ships once more.
         self.horizon_ns = 0 if self.scope_changed else cp.prune_horizon_ns

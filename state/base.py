@@ -254,10 +254,11 @@ def _check_times(cp: Checkpoint, now_ns: int, oldest_s: int | None, newest_s: in
 def _upgrade_v1(cp: Checkpoint, ledger: dict[str, tuple[int, int]], now_ns: int | None) -> None:
     """Read a 0.1 checkpoint: its ledger times were event times, its horizon an event-time cut-off.
 
-    Kept as they are, those times only order size-forced pruning (no later than the job's clock);
-    the old horizon still covers what 0.1 pruned, since a uid is created before its event time.
-    listed_ns stays 0: the first run after the upgrade forgets by absence, and stamps Loki
-    timestamps as on a first run.
+    Kept as they are, those times only order size-forced pruning (no later than the job's clock).
+    The old horizon is dropped: it followed the largest event time ever seen, so one Event dated
+    ahead could make it swallow new events, which is the bug 0.2 fixes; what 0.1 pruned was an hour
+    and a half behind the newest event time, so almost surely deleted already. listed_ns stays 0: the
+    first run after the upgrade forgets by absence and stamps Loki timestamps as a first run does.
     """
     if now_ns is not None:
         now_s = now_ns // NS
@@ -265,6 +266,7 @@ def _upgrade_v1(cp: Checkpoint, ledger: dict[str, tuple[int, int]], now_ns: int 
             if t_s > now_s:
                 ledger[uid] = (count, now_s)
         cp.watermark_ns = min(cp.watermark_ns, now_ns)
+    cp.prune_horizon_ns = 0
 
 
 def _uuids_bytes(joined: str, n: int) -> bytes | None:

@@ -130,6 +130,7 @@ class Loki:
     def __init__(self) -> None:
         self.streams: dict[tuple[tuple[str, str], ...], Stream] = {}
         self.rejected: list[tuple[str, Pushed]] = []
+        self.rejected_copies: list[Pushed] = []
         self.stored: list[Pushed] = []
 
     def push(self, entries: list[Pushed], now_ns: int) -> None:
@@ -146,7 +147,12 @@ class Loki:
                 elif s.last == (p.ts, p.line):
                     pass
                 elif p.ts < s.highest - LOKI_TOO_FAR_BEHIND_NS:
-                    self.rejected.append(("too far behind", p))
+                    # Loki checks this before its duplicate check: a re-sent old entry is a 400 that
+                    # the job counts and goes past; it is harmless only if the original is there.
+                    if (p.ts, p.line) in s.seen:
+                        self.rejected_copies.append(p)
+                    else:
+                        self.rejected.append(("too far behind", p))
                 else:
                     s.last = (p.ts, p.line)
                     s.highest = max(s.highest, p.ts)
@@ -166,6 +172,8 @@ class History:
     crashes: int = 0
     runs: int = 0
     scope_changes: list[int] = field(default_factory=list)  # runs whose selector differs from the last saved one
+    saved_runs: list[int] = field(default_factory=list)
+    horizon_cleared: list[int] = field(default_factory=list)  # runs that saw a new scope and set the horizon aside
 
     def loki_entries(self) -> dict[tuple[str, int], list[Pushed]]:
         out: dict[tuple[str, int], list[Pushed]] = {}
@@ -282,6 +290,8 @@ class Simulation:
         run_no, now_ns = self.h.runs, self.now * NS
         cp = decode(self.stored, "sim", now_ns=now_ns) if self.stored is not None else Checkpoint()
         ledger = Ledger(cp, ttl_s=TTL_S, now_ns=now_ns, scope=list_scope(selector))
+        if ledger.scope_changed:  # crashed runs too: the horizon is set aside as soon as the scope changes
+            self.h.horizon_cleared.append(run_no)
         s = Summary()
         out: list[Pushed] = []
         for data in self.pages(run_no, selector):
@@ -299,6 +309,7 @@ class Simulation:
             self.h.crashes += 1
             return
         ledger.finish(complete=True)
+        self.h.saved_runs.append(run_no)
         if list_scope(selector) != self.scope:
             self.h.scope_changes.append(run_no)
             self.scope = list_scope(selector)
@@ -320,7 +331,7 @@ def simulate(ops: list[Op], data: st.DataObject) -> History:
     return sim.h
 
 
-def operations(*, prune_to: bool, crash: bool) -> st.SearchStrategy[list[Op]]:
+def operations(*, prune_to: bool, crash: bool, selectors: bool = True) -> st.SearchStrategy[list[Op]]:
     keep = st.one_of(st.none(), st.integers(0, 6)) if prune_to else st.none()
     crashes = st.one_of(st.just(False), st.just(False), st.booleans()) if crash else st.just(False)
     lag = st.one_of(st.sampled_from([0, 600, 1799, LATE_MAX_S]), st.integers(0, LATE_MAX_S))
@@ -329,7 +340,7 @@ def operations(*, prune_to: bool, crash: bool) -> st.SearchStrategy[list[Op]]:
     step = st.one_of(st.sampled_from([1, 300, 600, 1200, 1800, 3000, TTL_S, TTL_S + DELETE_SLACK_S]),
                      st.integers(1, 2400))
     clock = st.integers(0, len(CLOCKS) - 1)
-    run = st.tuples(st.just("run"), keep, crashes, st.integers(0, len(SELECTORS) - 1))
+    run = st.tuples(st.just("run"), keep, crashes, st.integers(0, len(SELECTORS) - 1 if selectors else 0))
     op = st.one_of(
         st.tuples(st.just("create"), clock),
         st.tuples(st.just("create"), clock),
@@ -352,6 +363,14 @@ def ahead_flip(entries: list[Pushed]) -> bool:
         and skewed[0].t_ns > skewed[0].now_ns + AHEAD_NS and plain[0].t_ns <= plain[0].now_ns + AHEAD_NS
 
 
+def restamped_after_scope_change(entries: list[Pushed], h: History) -> bool:
+    """The other residue: a crashed run's skewed entry, re-sent only after a run under another
+    --field-selector saved a newer list time without it, is stamped from that list time."""
+    first, *rest = sorted(entries, key=lambda p: p.run)
+    return len(rest) == 1 and first.crashed and any(first.run < r < rest[0].run for r in h.saved_runs) \
+        and any(any(k == "clock_skew" for k, _ in p.labels) for p in entries)
+
+
 # ---------------------------------------------------------------------------------------- the properties
 
 
@@ -365,16 +384,28 @@ def test_every_listed_pair_lands_in_loki_exactly_once_whatever_the_reporters_clo
     landed = h.loki_entries()
     assert set(landed) == h.listed  # nothing lost, nothing invented
     for pair, entries in landed.items():
-        assert len(entries) == 1 or ahead_flip(entries), (pair, entries)  # crash re-sends were identical
+        # Crash re-sends were identical, but for the two documented residues.
+        assert len(entries) == 1 or ahead_flip(entries) or restamped_after_scope_change(entries, h), (pair, entries)
 
 
 @SETTINGS
 @given(ops=operations(prune_to=False, crash=False), data=st.data())
-def test_without_crashes_each_pair_is_sent_once_and_new_values_telescope(ops: list[Op], data: st.DataObject) -> None:
+def test_without_crashes_each_pair_is_sent_exactly_once_even_across_selector_changes(
+        ops: list[Op], data: st.DataObject) -> None:
     h = simulate(ops, data)
-    HISTORIES["sent once, new telescopes"] += 1
+    HISTORIES["sent once"] += 1
     sent = Counter((uid, n) for _, uid, n, _, _ in h.shipped)
     assert sent == Counter(h.listed)  # each pair sent exactly once: forgetting never causes a re-ship
+
+
+@SETTINGS
+@given(ops=operations(prune_to=False, crash=False, selectors=False), data=st.data())
+def test_under_one_selector_new_values_telescope_to_the_highest_count(ops: list[Op], data: st.DataObject) -> None:
+    # With one scope the ledger forgets only deleted uids. (After a --field-selector change an entry
+    # outside the new selector is forgotten a TTL after its count was recorded; if it comes back with
+    # a higher count, its `new` counts from 0: documented in job/dedupe.py.)
+    h = simulate(ops, data)
+    HISTORIES["new telescopes"] += 1
     total: Counter[str] = Counter()
     highest: dict[str, int] = {}
     for _, uid, n, new, _ in h.shipped:
@@ -410,12 +441,12 @@ def test_size_forced_pruning_skips_only_dropped_uids_and_reships_only_entries_dr
     # Nothing outside the dropped uids is lost: the horizon never swallows a uid no list offered.
     assert h.listed - dropped_pairs <= set(landed)
     for pair, entries in landed.items():
-        if len(entries) > 1 and not ahead_flip(entries):
+        if len(entries) > 1 and not ahead_flip(entries) and not restamped_after_scope_change(entries, h):
             # A re-ship only for an entry dropped within 2 SKEW_S of the run that recorded it, or dropped
             # before a scope change (which clears the horizon rather than let it swallow old uids).
-            drops = h.dropped[pair[0]]
+            drops = h.dropped.get(pair[0], [])
             assert any(listed_s - recorded_s <= 2 * SKEW_S for _, recorded_s, listed_s in drops) or any(
-                c >= run for run, _, _ in drops for c in h.scope_changes), (pair, entries, drops)
+                c > run for run, _, _ in drops for c in h.horizon_cleared), (pair, entries, drops)
 
 
 def test_one_event_dated_in_the_future_does_not_stop_the_others_from_shipping() -> None:
