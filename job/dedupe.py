@@ -77,6 +77,10 @@ BEHIND_CREATED_NS = 5 * MINUTE_NS  # a reporter's clock may trail the API server
 BEHIND_LIST_NS = 40 * MINUTE_NS  # 30 min late series counts, plus 10 min for clocks and run length
 OUT_OF_SCOPE_MARGIN_S = 5 * 60  # deletion comes within 1 min of the TTL; the rest is clock slack
 SKEW_S = 120  # the API server's clock against the job's, for creation-time comparisons
+# How long an entry outlives its Event's TTL, for `plan`'s ledger size estimate: the API server
+# deletes it within 1 min of the TTL after its last write, and the next complete list notices; 32 min
+# covers any schedule up to */30 (it was the prune margin of 0.1, so the estimate is unchanged).
+PRUNE_MARGIN_S = 32 * 60
 
 Labels = tuple[tuple[str, str], ...]
 NO_LABELS: Labels = ()

@@ -115,7 +115,7 @@ def test_a_crash_re_sends_skewed_entries_identically_so_loki_drops_the_copies(h:
     h.kube.put_event(skewed("ahead.1", by=dt.timedelta(hours=3)))
     h.kube.put_event(skewed("behind.1", by=-dt.timedelta(hours=3)))
     h.kube.put_event(series_event("series.1", count=2))
-    h.kube.fail("PUT", rf"/api/v1/namespaces/{NAMESPACE}/configmaps/{CM}", 500, times=1)
+    h.kube.fail("PATCH", rf"/api/v1/namespaces/{NAMESPACE}/configmaps/{CM}", 500, times=1)
     assert h.run() == 1  # pushed, then the save failed: as if killed in between
     before = sorted((e.ts, e.line) for e in h.loki.entries())
     assert h.run() == 0
