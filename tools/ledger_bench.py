@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from job.dedupe import NS, Ledger  # noqa: E402
-from job.events import decode_page  # noqa: E402
-from job.filters import Filters  # noqa: E402
-from job.selection import select  # noqa: E402
-from job.summary import Summary  # noqa: E402
-from state.base import decode, encode  # noqa: E402
+from job.dedupe import NS, Ledger
+from job.events import decode_page
+from job.filters import Filters
+from job.selection import select
+from job.summary import Summary
+from state.base import decode, encode
 
 T0 = 1_795_600_000
 
@@ -88,7 +88,9 @@ def main(n: int) -> None:
     encode(cp)
     print(f"encode peak allocation: {tracemalloc.get_traced_memory()[1] / 1e6:.1f} MB")
     tracemalloc.stop()
-    del decoded, items, pages
+    decoded.clear()
+    pages.clear()
+    items.clear()
     gc.collect()
     tracemalloc.start()
     loaded = decode(data, "x", now_ns=T0 * NS)
