@@ -150,10 +150,19 @@ class Ledger:
         self.seen: set[str] = set()
         self._seen_add = self.seen.add
         self.complete = False
+        # The share of the last page that shipped (job/selection.py decides how to decode the next by
+        # it): all of it on a first run or a backfill, little in a steady state.
+        self.ship_share = 1.0 if replay or not cp.ledger else 0.0
 
     def saw(self, uid: str) -> None:
         """An event listed but not considered (a client-side filter): still proof it exists."""
         self._seen_add(uid)
+
+    def is_duplicate(self, uid: str, n: int) -> bool:
+        """The cheap first question (needs no time): is count ``n`` of ``uid`` already shipped?"""
+        self._seen_add(uid)
+        prev = self.cp.ledger.get(uid)
+        return prev is not None and n <= prev[0] and not self.replay
 
     def consider(self, uid: str, n: int, t_ns: int, created: str | None = None) -> Verdict:
         """Whether occurrence count ``n`` of ``uid`` (occurrence time ``t_ns``) ships, and as what."""

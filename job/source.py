@@ -13,7 +13,7 @@ from job import kube
 from job.cmd import Config, UsageError
 from job.connections import Connections
 from job.deps import Deps
-from job.events import NotEvents, Page, decode_dump, decode_page
+from job.events import NotEvents, Page, decode_dump, undecoded_page
 from job.failure import RunFailed
 from job.filters import FieldSelector
 
@@ -25,7 +25,7 @@ def pages(cfg: Config, conn: Connections, deps: Deps, listing: kube.Listing | No
         return
     yield from kube.list_event_pages(
         conn.api(), page_size=cfg.page_size, field_selector=cfg.field_selector, timeout=cfg.api_timeout,
-        decode=decode_page, namespaces=cfg.event_namespaces, list_from=cfg.list_from, listing=listing,
+        decode=undecoded_page, namespaces=cfg.event_namespaces, list_from=cfg.list_from, listing=listing,
     )
 
 

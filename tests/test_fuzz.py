@@ -432,3 +432,39 @@ def test_a_deeply_nested_header_is_refused_as_corrupt() -> None:
     head = b"[" * 100_000
     with pytest.raises(CheckpointCorrupt):
         decode(struct.pack(">4sBI", MAGIC, VERSION, len(head)) + head, "fuzz")
+
+
+# ---------------------------------------------------------------------------- two-phase decoding
+
+
+@SETTINGS
+@given(items=st.lists(st.one_of(good_items(), any_items(surrogates=False)), max_size=8),
+       known=st.lists(st.booleans(), min_size=8, max_size=8), include=st.sampled_from([None, "Warning", "Normal"]))
+def test_scanning_heads_first_ships_exactly_what_decoding_in_full_ships(
+        items: list[Any], known: list[bool], include: str | None) -> None:
+    """scan_page (what a run uses on the API's pages) decides as decode_page does, whatever the items."""
+    import re as _re
+
+    from job.dedupe import Ledger
+    from job.filters import Filters
+    from job.selection import select
+    from job.summary import Summary
+    from job.events import scan_page, undecoded_page
+
+    INPUTS["two-phase pages"] += 1
+    data = page_bytes(items)
+    shipped = []
+    for decode in (decode_page, scan_page, undecoded_page):
+        cp = Checkpoint()
+        # Some uids already in the ledger at count 1, so duplicates and bumps are both on the page.
+        for i, item in enumerate(items):
+            uid = ((item.get("metadata") or {}) if isinstance(item, dict) else {})
+            uid = uid.get("uid") if isinstance(uid, dict) else None
+            if isinstance(uid, str) and uid and known[i % 8]:
+                cp.ledger[uid] = (1, 1_795_600_000)
+        ledger = Ledger(cp, ttl_s=3600, now_ns=NOW_NS)
+        filters = Filters(include_types=_re.compile(include)) if include else Filters()
+        s = Summary()
+        out = [(e.meta.uid, ts, new, skew) for e, ts, new, skew in select(decode(data), ledger, filters, s)]
+        shipped.append((out, s.new, dict(cp.ledger)))
+    assert shipped[0] == shipped[1] == shipped[2]

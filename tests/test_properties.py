@@ -6,7 +6,7 @@ clocks are off (2 h ahead or behind, 92 min behind, 11 min ahead, a month ahead,
 and 9999). The API server's own clock (creationTimestamp, the TTL) and the job's clock are right.
 
 A run does what job/sync.py does, with the same functions: the listing is rendered as EventList JSON
-pages (in an arbitrary order, cut at arbitrary places), decoded by job.events.decode_page, fed to
+pages (in an arbitrary order, cut at arbitrary places), decoded by job.events.scan_page, fed to
 job.selection.select with a job.dedupe.Ledger over the checkpoint the previous run saved, the list is
 finished with Ledger.finish(complete=True), sometimes pruned harder with Ledger.prune_to (the ConfigMap
 size limit, as job/checkpointing.fit does), and the checkpoint goes through state.base.encode/decode.
@@ -30,7 +30,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from job.dedupe import AHEAD_NS, NS, SKEW_S, Ledger, hour_bucket
-from job.events import decode_page
+from job.events import decode_page, parse_time_ns, undecoded_page
 from job.filters import Filters
 from job.lines import Formatter
 from job.selection import list_scope, select
@@ -295,11 +295,10 @@ class Simulation:
         s = Summary()
         out: list[Pushed] = []
         for data in self.pages(run_no, selector):
-            page = decode_page(data)
-            times = {e.meta.uid: t for e, t in page.events}
+            page = undecoded_page(data)  # as job/source.py hands the API's pages to select()
             for e, ts, new, skew in select(page, ledger, Filters(), s):
                 labels = self.fmt.labels(e) + skew
-                out.append(Pushed(run_no, now_ns, labels, ts, self.fmt.line(e, new), times[e.meta.uid], crash))
+                out.append(Pushed(run_no, now_ns, labels, ts, self.fmt.line(e, new), parse_time_ns(e.time or ""), crash))
                 self.h.shipped.append((run_no, e.meta.uid or "", e.occurrences, new, crash))
         for e in self.selected(selector):
             self.h.listed.add((e.uid, e.count))
