@@ -24,8 +24,8 @@ def status(cfg: Config, deps: Deps) -> dict[str, Any]:
     if data is None:
         return {"store": store.name, "exists": False,
                 "note": "the store is there, but no run has saved a checkpoint in it yet"}
-    cp = decode(data, store.name)
     now_ns = to_ns(deps.clock.now())
+    cp = decode(data, store.name, now_ns=now_ns)  # the same sanity bounds as a run: years from now is damage
     ago = (now_ns - cp.last_success_ns) // NS if cp.last_success_ns else None
     return {
         "store": store.name,

@@ -369,3 +369,10 @@ def test_a_0_1_checkpoint_poisoned_by_a_future_event_is_corrupt_not_a_silent_sto
     assert len(errors) == 1 and "years of now" in errors[0] and "--reset-checkpoint" in errors[0]
     assert (h.kube.get_object("configmaps", NAMESPACE, CM) or {})["binaryData"]["checkpoint"] == blob
     assert h.run("run", "--reset-checkpoint") == 0 and h.summary()["lines"] == 1
+
+
+def test_status_refuses_a_checkpoint_with_impossible_times_as_a_run_does(h: Harness) -> None:
+    cp = Checkpoint(ledger={str(uuid.uuid4()): (1, int(now().timestamp()))}, last_run={})
+    put_checkpoint(h, patch_header(encode(cp), prune_horizon_ns=4_102_444_800 * NS))
+    assert h.run(raw=["status", "--kubeconfig", h.kubeconfig, "--state", f"configmap://{NAMESPACE}/{CM}"]) == 1
+    assert "years of now" in h.stderr and "Traceback" not in h.stderr
