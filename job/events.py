@@ -80,7 +80,7 @@ class Event(msgspec.Struct):
 
     @property
     def occurrences(self) -> int:
-        """series.count, else count, else 1 (KUBERNETES.md)."""
+        """series.count, else count, else 1 (docs/ledger.md, "Facts it relies on")."""
         if self.series is not None and self.series.count and self.series.count > 0:
             return self.series.count
         return self.count if self.count and self.count > 0 else 1

@@ -39,7 +39,7 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
 LINE_FORMATS = ("json", "logfmt", "seed", "alloy")
 LABEL_STYLES = ("default", "seed", "alloy")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-LOKI_LABEL_VALUE_MAX = 2048  # bytes (LOKI.md)
+LOKI_LABEL_VALUE_MAX = 2048  # bytes, Loki's default limit on a label value
 # The marker _truncate leaves in place of the cut part of a message, at its longest (a 1 MB cut).
 WORST_MARKER = "…[truncated 99999999 bytes]"
 

@@ -10,7 +10,7 @@ pages (in an arbitrary order, cut at arbitrary places), decoded by job.events.sc
 job.selection.select with a job.dedupe.Ledger over the checkpoint the previous run saved, the list is
 finished with Ledger.finish(complete=True), sometimes pruned harder with Ledger.prune_to (the ConfigMap
 size limit, as job/checkpointing.fit does), and the checkpoint goes through state.base.encode/decode.
-The lines come from job.lines.Formatter, and a model of Loki's push rules (LOKI.md: too new, too old,
+The lines come from job.lines.Formatter, and a model of Loki's push rules (docs/ledger.md: too new, too old,
 too far behind a stream's newest, exact duplicates dropped) receives them. Some runs "crash" after
 their push: nothing is saved and the next run re-sends.
 
@@ -47,7 +47,7 @@ TTL_S = 3600  # kube-apiserver --event-ttl default
 DELETE_SLACK_S = 60  # "an event disappears between 1 h and 1 h 01 min after its last write"
 LATE_MAX_S = 1800  # new-recorder series counts reach the server up to 30 min late
 T0 = 1_795_600_000  # an arbitrary start of the simulated clock, in seconds
-# Loki's defaults (LOKI.md): creation_grace_period, reject_old_samples_max_age, max_chunk_age / 2.
+# Loki's defaults (docs/ledger.md): creation_grace_period, reject_old_samples_max_age, max_chunk_age / 2.
 LOKI_TOO_NEW_NS, LOKI_TOO_OLD_NS, LOKI_TOO_FAR_BEHIND_NS = 600 * NS, 7 * 86_400 * NS, 3600 * NS
 YEAR_2100_NS = 4_102_444_800 * NS
 YEAR_9999_NS = 253_402_300_799 * NS  # 9999-12-31T23:59:59Z
@@ -125,7 +125,7 @@ class Stream:
 
 
 class Loki:
-    """Loki's push rules from LOKI.md, the same order as tests/lokidouble.py."""
+    """Loki's push rules (docs/ledger.md), in the order tests/lokidouble.py checks them."""
 
     def __init__(self) -> None:
         self.streams: dict[tuple[tuple[str, str], ...], Stream] = {}
