@@ -8,10 +8,14 @@ from typing import Any
 
 _REASONS = [
     ("Warning", "BackOff", "Back-off restarting failed container {c} in pod {p}_{ns}({u})"),
-    ("Normal", "Pulled", 'Successfully pulled image "registry.example.com/team/{c}:v1.{i}" in 1.{i}s (1.{i}s including waiting). Image size: 48213{i} bytes.'),
-    ("Warning", "Unhealthy", "Readiness probe failed: Get \"http://10.42.{i}.7:8080/healthz\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"),
+    ("Normal", "Pulled", 'Successfully pulled image "registry.example.com/team/{c}:v1.{i}" in 1.{i}s'
+                         " (1.{i}s including waiting). Image size: 48213{i} bytes."),
+    ("Warning", "Unhealthy", "Readiness probe failed: Get \"http://10.42.{i}.7:8080/healthz\": context deadline"
+                             " exceeded (Client.Timeout exceeded while awaiting headers)"),
     ("Normal", "Scheduled", "Successfully assigned {ns}/{p} to node-{i}"),
-    ("Warning", "FailedScheduling", "0/12 nodes are available: 3 Insufficient memory, 9 node(s) didn't match Pod's node affinity/selector. preemption: 0/12 nodes are available: 12 No preemption victims found for incoming pod."),
+    ("Warning", "FailedScheduling", "0/12 nodes are available: 3 Insufficient memory, 9 node(s) didn't match"
+                                    " Pod's node affinity/selector. preemption: 0/12 nodes are available:"
+                                    " 12 No preemption victims found for incoming pod."),
 ]
 
 

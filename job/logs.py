@@ -37,7 +37,7 @@ class Redactor:
 
 
 class _JsonFormatter(logging.Formatter):
-    converter = time.gmtime  # UTC, whatever the pod's TZ
+    converter = staticmethod(time.gmtime)  # UTC, whatever the pod's TZ
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -51,14 +51,14 @@ class _JsonFormatter(logging.Formatter):
 
 
 class _TextFormatter(logging.Formatter):
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)
 
     def format(self, record: logging.LogRecord) -> str:
         # Structured fields repeat the message for machines; a person reads the message alone.
         return f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
 
 
-class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _RedactingHandler(logging.StreamHandler):
     def __init__(self, stream: IO[str], redact: Redactor) -> None:
         super().__init__(stream)
         self.redact = redact

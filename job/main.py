@@ -15,13 +15,14 @@ from job.logs import Redactor, setup
 
 if TYPE_CHECKING:
     from job.deps import Deps
+    from job.summary import Summary
 
 log = logging.getLogger("job")
 
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
-         deps: "Deps | None" = None) -> int:
+         deps: Deps | None = None) -> int:
     """Run one command; tests pass argv, env and deps (clock, streams) instead of the process's."""
     from job.deps import Deps
 
@@ -49,9 +50,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def _log_failure(exc: Exception) -> None:
+    from job.failure import RunFailed
     from job.kube import KubeError
     from job.loki import PushError
-    from job.failure import RunFailed
     from state import StoreError
 
     if isinstance(exc, (KubeError, PushError, RunFailed, StoreError)):
@@ -61,7 +62,7 @@ def _log_failure(exc: Exception) -> None:
         log.debug("details", exc_info=True)
 
 
-def _dispatch(cfg: Config, d: "Deps", redact: Redactor) -> int:
+def _dispatch(cfg: Config, d: Deps, redact: Redactor) -> int:
     if cfg.command == "plan":
         from job import plan
 
@@ -122,7 +123,7 @@ def _public(cfg: Config) -> dict[str, object]:
     return out
 
 
-def _push_metrics(cfg: Config, summary: object, code: int) -> None:
+def _push_metrics(cfg: Config, summary: Summary, code: int) -> None:
     if not cfg.pushgateway_url or cfg.dry_run:
         return
     from job import metrics

@@ -25,7 +25,7 @@ class ManifestError(Exception):
     """The CronJob manifest is missing or unusable; the message says which file and why."""
 
 
-def main(cfg: Config, deps: "Deps") -> int:
+def main(cfg: Config, deps: Deps) -> int:
     now = deps.clock.now().astimezone(dt.timezone.utc).replace(microsecond=0)
     try:
         cronjob = load_cronjob(cfg.manifest_file)

@@ -20,15 +20,13 @@ JOB = "loki-event-sync"
 TIMEOUT_S = 10.0  # a hung push must not keep the pod (and its Lease) alive
 
 
-def push(cfg: Config, summary: "Summary", code: int) -> None:
+def push(cfg: Config, summary: Summary, code: int) -> None:
     """Push this run's metrics; a Pushgateway failure is logged once and never fails the run."""
     # Imported here: only runs with --pushgateway-url pay for it at start-up.
     from urllib.parse import unquote, urlsplit
 
     from prometheus_client import CollectorRegistry, Gauge
-    from prometheus_client.exposition import (
-        basic_auth_handler, default_handler, push_to_gateway, pushadd_to_gateway,
-    )
+    from prometheus_client.exposition import basic_auth_handler, default_handler, push_to_gateway, pushadd_to_gateway
 
     from job.loki import redact_url
 

@@ -16,10 +16,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from job.main import main  # noqa: E402
-from job.deps import Deps  # noqa: E402
-from tests.kubeapi import KubeAPI  # noqa: E402
-from tests.lokidouble import LokiDouble  # noqa: E402
+from job.deps import Deps
+from job.main import main
+from tests.kubeapi import KubeAPI
+from tests.lokidouble import LokiDouble
 
 NAMESPACE = "loki-event-sync"
 STATE = f"configmap://{NAMESPACE}/loki-event-sync-checkpoint"
@@ -196,5 +196,5 @@ def moto_url() -> Iterator[str]:
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    yield f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[attr-defined]
+    yield f"http://127.0.0.1:{server.get_host_and_port()[1]}"
     server.stop()

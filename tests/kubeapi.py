@@ -63,6 +63,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import contextlib
 import datetime as _dt
 import email.utils
 import json
@@ -81,7 +82,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["KubeAPI", "MAX_CONFIGMAP_BYTES", "DEFAULT_USER"]
+__all__ = ["DEFAULT_USER", "MAX_CONFIGMAP_BYTES", "KubeAPI"]
 
 MAX_CONFIGMAP_BYTES = 1048576
 # kube-apiserver refuses request bodies above 3 MiB before decoding them.
@@ -253,25 +254,27 @@ def _meta_fields(obj: dict[str, Any]) -> dict[str, str]:
     return {"metadata.namespace": _s(md.get("namespace")), "metadata.name": _s(md.get("name"))}
 
 
-def _decode_error(res: "_Resource", detail: str) -> ApiError:
+def _decode_error(res: _Resource, detail: str) -> ApiError:
     return ApiError(
         400, f'{res.kind} in version "v1" cannot be handled as a {res.kind}: {detail}'
     )
 
 
-def _check_str_map(res: "_Resource", obj: dict[str, Any], field: str) -> dict[str, Any]:
+def _check_str_map(res: _Resource, obj: dict[str, Any], field: str) -> dict[str, Any]:
     value = obj.get(field)
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _decode_error(res, f"json: cannot unmarshal {type(value).__name__} into Go struct field {res.kind}.{field} of type map[string]string")
-    for k, v in value.items():
+        raise _decode_error(res, f"json: cannot unmarshal {type(value).__name__} into Go struct field"
+                                 f" {res.kind}.{field} of type map[string]string")
+    for v in value.values():
         if not isinstance(v, str):
-            raise _decode_error(res, f"json: cannot unmarshal {type(v).__name__} into Go struct field {res.kind}.{field} of type string")
+            raise _decode_error(res, f"json: cannot unmarshal {type(v).__name__} into Go struct field"
+                                     f" {res.kind}.{field} of type string")
     return value
 
 
-def _configmap_decode(res: "_Resource", obj: dict[str, Any]) -> None:
+def _configmap_decode(res: _Resource, obj: dict[str, Any]) -> None:
     _check_str_map(res, obj, "data")
     for key, value in _check_str_map(res, obj, "binaryData").items():
         try:
@@ -280,7 +283,7 @@ def _configmap_decode(res: "_Resource", obj: dict[str, Any]) -> None:
             raise _decode_error(res, f"illegal base64 data in binaryData[{key}]: {exc}") from None
 
 
-def _configmap_validate(res: "_Resource", obj: dict[str, Any]) -> list[str]:
+def _configmap_validate(res: _Resource, obj: dict[str, Any]) -> list[str]:
     errs: list[str] = []
     data = obj.get("data") or {}
     binary = obj.get("binaryData") or {}
@@ -305,7 +308,7 @@ def _configmap_validate(res: "_Resource", obj: dict[str, Any]) -> list[str]:
     return errs
 
 
-def _lease_decode(res: "_Resource", obj: dict[str, Any]) -> None:
+def _lease_decode(res: _Resource, obj: dict[str, Any]) -> None:
     spec = obj.get("spec")
     if spec is None:
         return
@@ -331,14 +334,16 @@ def _lease_decode(res: "_Resource", obj: dict[str, Any]) -> None:
         value = spec.get(field)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise _decode_error(
-                res, f"json: cannot unmarshal {type(value).__name__} into Go struct field LeaseSpec.spec.{field} of type int32"
+                res, f"json: cannot unmarshal {type(value).__name__} into Go struct field"
+                     f" LeaseSpec.spec.{field} of type int32"
             )
     holder = spec.get("holderIdentity")
     if holder is not None and not isinstance(holder, str):
-        raise _decode_error(res, "json: cannot unmarshal into Go struct field LeaseSpec.spec.holderIdentity of type string")
+        raise _decode_error(res, "json: cannot unmarshal into Go struct field LeaseSpec.spec.holderIdentity"
+                                 " of type string")
 
 
-def _lease_validate(res: "_Resource", obj: dict[str, Any]) -> list[str]:
+def _lease_validate(res: _Resource, obj: dict[str, Any]) -> list[str]:
     spec = obj.get("spec") or {}
     errs: list[str] = []
     duration = spec.get("leaseDurationSeconds")
@@ -362,11 +367,11 @@ def _lease_normalize(obj: dict[str, Any]) -> None:
             spec[field] = parsed.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _no_decode(res: "_Resource", obj: dict[str, Any]) -> None:
+def _no_decode(res: _Resource, obj: dict[str, Any]) -> None:
     return None
 
 
-def _no_validate(res: "_Resource", obj: dict[str, Any]) -> list[str]:
+def _no_validate(res: _Resource, obj: dict[str, Any]) -> list[str]:
     return []
 
 
@@ -384,8 +389,8 @@ class _Resource:
     unconditional_update: bool  # strategy.AllowUnconditionalUpdate()
     fields: Callable[[dict[str, Any]], dict[str, str]]
     field_labels: tuple[str, ...]
-    decode: Callable[["_Resource", dict[str, Any]], None]
-    validate: Callable[["_Resource", dict[str, Any]], list[str]]
+    decode: Callable[[_Resource, dict[str, Any]], None]
+    validate: Callable[[_Resource, dict[str, Any]], list[str]]
     normalize: Callable[[dict[str, Any]], None]
 
     @property
@@ -517,6 +522,18 @@ def _parse_field_selector(selector: str, res: _Resource) -> list[tuple[str, bool
     return terms
 
 
+def _label_req(key: str, op: str, values: frozenset[str]) -> Callable[[dict[str, str]], bool]:
+    # A function per requirement, binding key and values now (a lambda in the parser's loop would
+    # see the loop's last values). "=" is "in" one value, "!=" is "notin" one value.
+    if op == "in":
+        return lambda lb: lb.get(key) in values
+    if op == "notin":
+        return lambda lb: lb.get(key) not in values
+    if op == "exists":
+        return lambda lb: key in lb
+    return lambda lb: key not in lb
+
+
 def _parse_label_selector(selector: str) -> list[Callable[[dict[str, str]], bool]]:
     """The common subset of labels.Parse: =, ==, !=, in, notin, exists, !exists."""
     reqs: list[Callable[[dict[str, str]], bool]] = []
@@ -551,9 +568,9 @@ def _parse_label_selector(selector: str) -> list[Callable[[dict[str, str]], bool
             key = key_ok(m.group(1), part)
             values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
             if m.group(2) == "in":
-                reqs.append(lambda lb, k=key, vs=values: lb.get(k) in vs)
+                reqs.append(_label_req(key, "in", values))
             else:
-                reqs.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
+                reqs.append(_label_req(key, "notin", values))
             continue
         m = re.fullmatch(r"(.*?)\s*(!=|==|=)\s*(.*)", term)
         if m:
@@ -562,16 +579,16 @@ def _parse_label_selector(selector: str) -> list[Callable[[dict[str, str]], bool
             if not _LABEL_VALUE_RE.match(value):
                 raise bad(part, f"invalid label value {value!r}")
             if m.group(2) == "!=":
-                reqs.append(lambda lb, k=key, v=value: lb.get(k) != v)
+                reqs.append(_label_req(key, "notin", frozenset([value])))
             else:
-                reqs.append(lambda lb, k=key, v=value: lb.get(k) == v)
+                reqs.append(_label_req(key, "in", frozenset([value])))
             continue
         if term.startswith("!"):
             key = key_ok(term[1:].strip(), part)
-            reqs.append(lambda lb, k=key: k not in lb)
+            reqs.append(_label_req(key, "!", frozenset()))
             continue
         key = key_ok(term, part)
-        reqs.append(lambda lb, k=key: k in lb)
+        reqs.append(_label_req(key, "exists", frozenset()))
     return reqs
 
 
@@ -734,7 +751,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, api: "KubeAPI") -> None:
+    def __init__(self, api: KubeAPI) -> None:
         self.api = api
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -797,8 +814,8 @@ class _Handler(BaseHTTPRequestHandler):
             code, payload, headers = err.code, _dumps(err.status()), err.headers
         except Exception as exc:  # a bug here or in a hook must surface, not hang the client
             api.errors.append(exc)
-            err = ApiError(500, f"Internal error occurred: {exc!r}")
-            code, payload, headers = 500, _dumps(err.status()), {}
+            internal = ApiError(500, f"Internal error occurred: {exc!r}")
+            code, payload, headers = 500, _dumps(internal.status()), {}
         self._send(code, payload, headers)
 
     def _send(self, code: int, body: bytes, headers: Mapping[str, str]) -> None:
@@ -868,7 +885,7 @@ class KubeAPI:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start(self) -> "KubeAPI":
+    def start(self) -> KubeAPI:
         if self._server is not None:
             return self
         self._server = _Server(self)
@@ -891,15 +908,13 @@ class KubeAPI:
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "KubeAPI":
+    def __enter__(self) -> KubeAPI:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -993,6 +1008,12 @@ class KubeAPI:
         with self._lock:
             v = self._stores[res.plural].latest(f"{namespace}/{name}")
         return None if v is None or v[1] is None else json.loads(res.head() + v[1][1:])
+
+    def existing(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """get_object for an object the test expects to exist: a missing one fails the test by name."""
+        obj = self.get_object(kind, namespace, name)
+        assert obj is not None, f"{kind} {namespace}/{name} does not exist"
+        return obj
 
     def put_object(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Direct store write for test setup: no validation, bumps resourceVersion."""
@@ -1369,7 +1390,8 @@ class KubeAPI:
                 if requested > current:
                     raise ApiError(
                         504, f"Too large resource version: {requested}, current: {current}",
-                        details={"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                        details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                             "message": "Too large resource version"}],
                                  "retryAfterSeconds": 1},
                     )
                 exact = rvm == "Exact" or (rvm == "" and limit > 0)
@@ -1507,7 +1529,8 @@ class KubeAPI:
             if cur is None:
                 raise _not_found(res, name)
             if not rv and not res.unconditional_update:
-                raise _invalid(res, name, ["metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"])
+                raise _invalid(res, name,
+                               ["metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"])
             return self._replace_locked(res, namespace, name, obj, cur, rv, dry_run)
 
     def _patch(self, res: _Resource, namespace: str, name: str, ctype: str, body: bytes, dry_run: bool) -> bytes:
@@ -1516,7 +1539,8 @@ class KubeAPI:
                 patch: Any = json.loads(body or b"null")
             except ValueError as exc:
                 raise ApiError(400, f"error decoding patch: {exc}") from None
-            apply: Callable[[dict[str, Any]], Any] = lambda doc: _merge_patch(doc, patch)
+            def apply(doc: dict[str, Any]) -> Any:
+                return _merge_patch(doc, patch)
         elif ctype == "application/json-patch+json":
             try:
                 ops = json.loads(body or b"null")
@@ -1524,12 +1548,14 @@ class KubeAPI:
                 raise ApiError(400, f"error decoding patch: {exc}") from None
             if not isinstance(ops, list):
                 raise ApiError(400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-            apply = lambda doc: _json_patch(doc, ops)
+            def apply(doc: dict[str, Any]) -> Any:
+                return _json_patch(doc, ops)
         else:
             raise ApiError(
                 415,
                 f"the body of the request was in an unknown format - accepted media types include: "
-                f"application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json ({ctype})",
+                f"application/json-patch+json, application/merge-patch+json,"
+                f" application/strategic-merge-patch+json ({ctype})",
             )
         with self._lock:
             cur = self._stores[res.plural].latest(f"{namespace}/{name}")
@@ -1677,7 +1703,7 @@ def _json_patch(doc: Any, ops: list[Any]) -> Any:
 
 def _benchmark(n: int = 100_000, limit: int = 500) -> dict[str, float]:
     """Events/s served listing `n` example-sized events with `limit` via raw urllib3/requests."""
-    import urllib3  # noqa: PLC0415 - only the benchmark needs third-party clients
+    import urllib3
 
     template = {
         "apiVersion": "v1", "kind": "Event", "count": 61, "eventTime": None,
@@ -1726,7 +1752,7 @@ def _benchmark(n: int = 100_000, limit: int = 500) -> dict[str, float]:
         results["urllib3_events_per_s"] = run(lambda u: pool.request("GET", u, headers=auth).data, False)
         results["urllib3_json_loads_events_per_s"] = run(lambda u: pool.request("GET", u, headers=auth).data, True)
         try:
-            import requests  # noqa: PLC0415
+            import requests
         except ImportError:
             pass
         else:

@@ -39,6 +39,7 @@ that note is silent it follows Loki's source (pkg/loghttp/push, pkg/distributor,
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import re
@@ -134,7 +135,7 @@ class _Action:
 class _Stream:
     # Per-stream state mirrors the ingester's: the newest timestamp (for too_far_behind) and the last
     # accepted line (its cheap duplicate check), plus a set for Loki's head-block/query dedup.
-    __slots__ = ("tenant", "key", "entries", "seen", "highest", "last_ts", "last_line", "is_sorted")
+    __slots__ = ("entries", "highest", "is_sorted", "key", "last_line", "last_ts", "seen", "tenant")
 
     def __init__(self, tenant: str, key: Labels) -> None:
         self.tenant = tenant
@@ -322,9 +323,7 @@ def _parse_push(doc: Any) -> list[tuple[dict[str, str], list[_Stored]]]:
             if type(line) is not str:
                 raise _HTTPError(400, "loghttp.Entry: line must be a string")
             # isdigit() alone admits non-ASCII digits; Go's ParseInt does not.
-            if ts_text.isascii() and ts_text.isdigit():
-                ts = int(ts_text)
-            elif (
+            if (ts_text.isascii() and ts_text.isdigit()) or (
                 len(ts_text) > 1
                 and ts_text[0] in "+-"
                 and ts_text[1:].isascii()
@@ -734,10 +733,8 @@ class _Handler(BaseHTTPRequestHandler):
         action = double._begin_push(len(body), self.headers.get("X-Scope-OrgID"))
         if action is not None and action.kind == "drop":
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         if action is not None and action.kind == "fail":
             if action.delay:
@@ -851,10 +848,8 @@ class LokiDouble:
         with server.connections_lock:
             connections = list(server.connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if thread is not None:
             thread.join(timeout=5)
 
@@ -968,13 +963,13 @@ class LokiDouble:
             credentials = credentials.strip()
             if self.basic_auth is not None and scheme.lower() == "basic":
                 expected = base64.b64encode(
-                    f"{self.basic_auth[0]}:{self.basic_auth[1]}".encode("utf-8")
+                    f"{self.basic_auth[0]}:{self.basic_auth[1]}".encode()
                 ).decode("ascii")
                 if hmac.compare_digest(credentials.encode(), expected.encode()):
                     return
-            if self.bearer_token is not None and scheme.lower() == "bearer":
-                if hmac.compare_digest(credentials.encode(), self.bearer_token.encode()):
-                    return
+            if (self.bearer_token is not None and scheme.lower() == "bearer"
+                    and hmac.compare_digest(credentials.encode(), self.bearer_token.encode())):
+                return
         raise _HTTPError(401, "Unauthorized")
 
     def refuse_tenant(self, tenant: str, status: int = 403) -> None:

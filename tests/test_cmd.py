@@ -7,20 +7,20 @@ import re
 import pytest
 
 from job.cmd import UsageError, env_var, get_parser, parse
-from job.main import main
 from job.deps import Deps
+from job.main import main
 
 
 def _flags(command: str) -> list[str]:
     parser = get_parser({})
-    sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr,index]
     return [a.option_strings[0] for a in sub._actions if a.option_strings and a.option_strings[0].startswith("--")
             and a.dest != "help"]
 
 
 @pytest.mark.parametrize("command", ["run", "backfill", "status", "plan"])
 def test_every_flag_documents_its_env_var_and_default(command: str) -> None:
-    help_text = get_parser({})._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr]
+    help_text = get_parser({})._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr,index]
     flat = re.sub(r"\s+", " ", help_text)
     for flag in _flags(command):
         if command == "backfill" and flag in ("--since", "--until"):
@@ -61,7 +61,8 @@ def test_env_var_sets_its_own_flag(var: str, value: str, attr: str, expected: ob
 
 
 def test_unprefixed_variables_are_not_settings() -> None:
-    cfg = parse(["run", "--loki-url", "http://l"], {"NAMESPACE": "x", "SINCE": "1h", "STATE": "s3://b/k", "DRY_RUN": "1"})
+    cfg = parse(["run", "--loki-url", "http://l"],
+                {"NAMESPACE": "x", "SINCE": "1h", "STATE": "s3://b/k", "DRY_RUN": "1"})
     assert (cfg.namespace, cfg.since, cfg.state, cfg.dry_run) == ("", "", "", False)
 
 
@@ -70,7 +71,8 @@ def test_kubeconfig_keeps_its_ecosystem_variable() -> None:
 
 
 def test_flag_beats_env_var() -> None:
-    cfg = parse(["run", "--cluster", "from-flag"], {"LOKI_EVENT_SYNC_LOKI_URL": "http://l", "LOKI_EVENT_SYNC_CLUSTER": "from-env"})
+    cfg = parse(["run", "--cluster", "from-flag"],
+                {"LOKI_EVENT_SYNC_LOKI_URL": "http://l", "LOKI_EVENT_SYNC_CLUSTER": "from-env"})
     assert cfg.cluster == "from-flag"
 
 
@@ -117,7 +119,7 @@ def test_invalid_env_value_names_the_variable() -> None:
 
 def test_help_never_shows_a_password_from_the_environment() -> None:
     env = {"LOKI_EVENT_SYNC_LOKI_PASSWORD": "hunter2-secret", "LOKI_EVENT_SYNC_LOKI_URL": "http://u:urlpass-secret@loki"}
-    text = get_parser(env)._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr]
+    text = get_parser(env)._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr,index]
     assert "hunter2-secret" not in text and "urlpass-secret" not in text
 
 

@@ -91,7 +91,7 @@ def test_sigkill_at_any_moment_never_loses_or_duplicates(h: Harness) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     ever: set[tuple[str, int]] = set()
     required: set[tuple[str, int]] = set()
-    kills = Counter()
+    kills: Counter[str] = Counter()
     for step in range(ITERATIONS):
         mutate(h, rnd, step, ever)
         point = POINTS[step % len(POINTS)]

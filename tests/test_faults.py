@@ -96,7 +96,7 @@ def lease_object(holder: str, renew: dt.datetime, duration_s: int = 60) -> dict[
                      "renewTime": rfc(renew, micro=True), "acquireTime": rfc(renew, micro=True)}}
 
 
-def once(predicate: Callable[[str, str], bool], action: Callable[[], None]) -> Callable[[str, str], None]:
+def once(predicate: Callable[[str, str], bool], action: Callable[[], object]) -> Callable[[str, str], None]:
     """A kube.on_request hook that runs `action` on the first request matching `predicate`."""
     fired = False
 
@@ -335,7 +335,7 @@ def test_api_403_on_listing_events_names_the_missing_permission(h: Harness) -> N
     assert "apply the ClusterRole" in msg and "--event-namespaces" in msg
     assert h.loki.pushes == pushes
     assert checkpoint_bytes(h) == before
-    spec = h.kube.get_object("leases", NAMESPACE, LEASE)["spec"]
+    spec = h.kube.existing("leases", NAMESPACE, LEASE)["spec"]
     assert spec["holderIdentity"] == ""  # released even though the run failed
     h.kube.permit("list", "events")
     assert h.run() == 0
@@ -370,7 +370,7 @@ def test_lease_stolen_during_the_run_fails_with_lost_and_never_saves_the_checkpo
     msg = one_error(h)
     assert "lost" in msg and f"Lease {NAMESPACE}/{LEASE}" in msg
     assert checkpoint_bytes(h) == before
-    assert h.kube.get_object("leases", NAMESPACE, LEASE)["spec"]["holderIdentity"] == "thief"  # not released
+    assert h.kube.existing("leases", NAMESPACE, LEASE)["spec"]["holderIdentity"] == "thief"  # not released
     h.kube.put_object("leases", lease_object("", now()))  # the thief finishes and releases it
     assert h.run() == 0
     assert_each_once(h)
@@ -418,7 +418,7 @@ def test_token_file_rotated_mid_run_fails_that_run_cleanly_and_the_next_run_uses
         assert "t1" not in msg and "t2" not in msg
         assert checkpoint_bytes(h) == before
         # The Lease could not be released with the stale token either; it is left to expire.
-        assert kube.get_object("leases", NAMESPACE, LEASE)["spec"]["holderIdentity"] != ""
+        assert kube.existing("leases", NAMESPACE, LEASE)["spec"]["holderIdentity"] != ""
         assert any("could not release" in r["msg"] for r in h.logs() if r["level"] == "warning")
         kube.put_object("leases", lease_object("", now()))  # skip the 15 s wait for it to expire
         assert h.run() == 0, h.stderr
@@ -667,8 +667,8 @@ def test_no_credential_reaches_any_output_under_any_fault(
     token = tmp_path / "loki-token"
     token.write_text(BEARER + "\n")
     # TENANT is set as in cronjob.yaml's Secret; whether it may be printed is the next test's question.
-    env = {"LOKI_EVENT_SYNC_LOKI_USERNAME": "svc", "LOKI_EVENT_SYNC_LOKI_PASSWORD": PASSWORD, "LOKI_EVENT_SYNC_LOKI_BEARER_TOKEN_FILE": str(token),
-           "LOKI_EVENT_SYNC_TENANT": TENANT}
+    env = {"LOKI_EVENT_SYNC_LOKI_USERNAME": "svc", "LOKI_EVENT_SYNC_LOKI_PASSWORD": PASSWORD,
+           "LOKI_EVENT_SYNC_LOKI_BEARER_TOKEN_FILE": str(token), "LOKI_EVENT_SYNC_TENANT": TENANT}
     secrets = {"LOKI_EVENT_SYNC_LOKI_PASSWORD": PASSWORD, "bearer token": BEARER, "URL password": URL_PASSWORD,
                "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
                "base64 of svc:password": base64.b64encode(f"svc:{PASSWORD}".encode()).decode()}

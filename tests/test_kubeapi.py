@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 try:
     from tests.kubeapi import MAX_CONFIGMAP_BYTES, KubeAPI, _decode_continue
 except ImportError:  # rootdir not on sys.path (plain `pytest` with the default import mode)
-    from kubeapi import MAX_CONFIGMAP_BYTES, KubeAPI, _decode_continue  # type: ignore[no-redef]
+    from kubeapi import MAX_CONFIGMAP_BYTES, KubeAPI, _decode_continue  # type: ignore[no-redef,import-not-found]
 
 TOKEN = "s3cret-token"
 NS = "loki-event-sync"
@@ -100,7 +100,7 @@ def _list_all(core: k8s.CoreV1Api, namespace: str | None = None, **kwargs: Any) 
     pages: list[list[dict[str, Any]]] = []
     token = None
     while True:
-        extra = {"_continue": token} if token else {}
+        extra: dict[str, str] = {"_continue": token} if token else {}
         page = _raw_list(core, namespace, **kwargs, **extra)
         pages.append(page["items"])
         token = page["metadata"].get("continue")
@@ -325,21 +325,24 @@ def test_label_selector(api: KubeAPI, core: k8s.CoreV1Api) -> None:
 
 
 def test_configmap_lifecycle_and_conflicts(api: KubeAPI, core: k8s.CoreV1Api) -> None:
-    created = core.create_namespaced_config_map(NS, {"metadata": {"name": "state"}, "data": {"k": "v1"}}, field_manager="job")
+    created = core.create_namespaced_config_map(NS, {"metadata": {"name": "state"}, "data": {"k": "v1"}},
+                                                field_manager="job")
     rv1 = created.metadata.resource_version
     assert created.metadata.uid and created.data == {"k": "v1"}
-    assert api.get_object("configmaps", NS, "state")["data"] == {"k": "v1"}
+    assert api.existing("configmaps", NS, "state")["data"] == {"k": "v1"}
 
     with pytest.raises(ApiException) as info:
         core.create_namespaced_config_map(NS, {"metadata": {"name": "state"}})
     assert info.value.status == 409 and _status(info.value)["reason"] == "AlreadyExists"
     assert _status(info.value)["message"] == 'configmaps "state" already exists'
 
-    updated = core.replace_namespaced_config_map("state", NS, {"metadata": {"name": "state", "resourceVersion": rv1}, "data": {"k": "v2"}})
+    updated = core.replace_namespaced_config_map(
+        "state", NS, {"metadata": {"name": "state", "resourceVersion": rv1}, "data": {"k": "v2"}})
     assert int(updated.metadata.resource_version) > int(rv1) and updated.metadata.uid == created.metadata.uid
 
     with pytest.raises(ApiException) as info:  # stale resourceVersion
-        core.replace_namespaced_config_map("state", NS, {"metadata": {"name": "state", "resourceVersion": rv1}, "data": {"k": "lost"}})
+        core.replace_namespaced_config_map(
+            "state", NS, {"metadata": {"name": "state", "resourceVersion": rv1}, "data": {"k": "lost"}})
     assert info.value.status == 409 and _status(info.value)["reason"] == "Conflict"
     assert "the object has been modified" in _status(info.value)["message"]
 
@@ -412,7 +415,8 @@ def test_lease_compare_and_swap(api: KubeAPI, coord: k8s.CoordinationV1Api) -> N
     with pytest.raises(ApiException) as info:  # leases refuse unconditional updates
         coord.replace_namespaced_lease("lock", NS, _lease("lock", holderIdentity="pod-b"))
     assert info.value.status == 422
-    assert "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update" in _status(info.value)["message"]
+    assert ("metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+            in _status(info.value)["message"])
 
     rv = created.metadata.resource_version
     take = _lease("lock", holderIdentity="pod-b", leaseTransitions=1)
@@ -424,7 +428,8 @@ def test_lease_compare_and_swap(api: KubeAPI, coord: k8s.CoordinationV1Api) -> N
     assert info.value.status == 409 and _status(info.value)["reason"] == "Conflict"
 
     with pytest.raises(ApiException) as info:
-        coord.replace_namespaced_lease("nope", NS, {**_lease("nope"), "metadata": {"name": "nope", "resourceVersion": "1"}})
+        coord.replace_namespaced_lease(
+            "nope", NS, {**_lease("nope"), "metadata": {"name": "nope", "resourceVersion": "1"}})
     assert info.value.status == 404
     assert _status(info.value)["message"] == 'leases.coordination.k8s.io "nope" not found'
 
@@ -434,7 +439,8 @@ def test_lease_validation_and_microtime(api: KubeAPI, coord: k8s.CoordinationV1A
         coord.create_namespaced_lease(NS, _lease("zero", leaseDurationSeconds=0))
     assert info.value.status == 422
     assert _status(info.value)["message"] == (
-        'Lease.coordination.k8s.io "zero" is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0'
+        'Lease.coordination.k8s.io "zero" is invalid: '
+        "spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"
     )
     # A MicroTime without six digits cannot be decoded: kube-apiserver answers 400 BadRequest.
     for bad in ("2026-11-25T05:00:00Z", "2026-11-25T05:00:00.123Z", "2026-11-25T05:00:00.000000"):
@@ -445,12 +451,14 @@ def test_lease_validation_and_microtime(api: KubeAPI, coord: k8s.CoordinationV1A
     # The classic bug: isoformat() drops the fraction when microsecond == 0.
     whole = dt.datetime(2026, 11, 25, 5, 0, 0, tzinfo=dt.timezone.utc)
     with pytest.raises(ApiException) as info:
-        coord.create_namespaced_lease(NS, k8s.V1Lease(metadata=k8s.V1ObjectMeta(name="t"), spec=k8s.V1LeaseSpec(renew_time=whole)))
+        coord.create_namespaced_lease(
+            NS, k8s.V1Lease(metadata=k8s.V1ObjectMeta(name="t"), spec=k8s.V1LeaseSpec(renew_time=whole)))
     assert info.value.status == 400
     # With microseconds and an offset it decodes, and is stored as UTC "...Z" with six digits.
     frac = dt.datetime(2026, 11, 25, 6, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-    coord.create_namespaced_lease(NS, k8s.V1Lease(metadata=k8s.V1ObjectMeta(name="t"), spec=k8s.V1LeaseSpec(renew_time=frac)))
-    assert api.get_object("leases", NS, "t")["spec"]["renewTime"] == "2026-11-25T05:00:00.123456Z"
+    coord.create_namespaced_lease(
+        NS, k8s.V1Lease(metadata=k8s.V1ObjectMeta(name="t"), spec=k8s.V1LeaseSpec(renew_time=frac)))
+    assert api.existing("leases", NS, "t")["spec"]["renewTime"] == "2026-11-25T05:00:00.123456Z"
     # Read-modify-write through the model re-sends whole-second times via isoformat(): rejected.
     coord.create_namespaced_lease(NS, _lease("whole"))
     model = coord.read_namespaced_lease("whole", NS)
@@ -477,7 +485,7 @@ def test_on_request_hook_can_steal_a_lease_mid_run(api: KubeAPI, coord: k8s.Coor
     with pytest.raises(ApiException) as info:
         coord.replace_namespaced_lease("lock", NS, mine)
     assert info.value.status == 409
-    assert api.get_object("leases", NS, "lock")["spec"]["holderIdentity"] == "thief"
+    assert api.existing("leases", NS, "lock")["spec"]["holderIdentity"] == "thief"
     assert ("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/lock") in api.requests
 
 
@@ -598,7 +606,7 @@ def test_concurrent_clients(api: KubeAPI, tmp_path: Path) -> None:
         c = _client(api, tmp_path)
         try:
             results.append([_key(i) for p in _list_all(k8s.CoreV1Api(c), limit=7) for i in p])
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+        except BaseException as exc:
             errors.append(exc)
         finally:
             c.close()

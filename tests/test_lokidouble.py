@@ -359,10 +359,13 @@ def test_gateway_basic_and_bearer_auth(clock: Clock, http: requests.Session) -> 
     with LokiDouble(now_ns=clock, basic_auth=("user", "pw"), bearer_token="tok") as loki:
         assert push(http, loki, (SVC, [[ts(), "x"]])).status_code == 401
         wrong = base64.b64encode(b"user:nope").decode()
-        assert push(http, loki, (SVC, [[ts(), "x"]]), headers={**JSON_GZIP, "Authorization": f"Basic {wrong}"}).status_code == 401
+        wrong_auth = {**JSON_GZIP, "Authorization": f"Basic {wrong}"}
+        assert push(http, loki, (SVC, [[ts(), "x"]]), headers=wrong_auth).status_code == 401
         good = base64.b64encode(b"user:pw").decode()
-        assert push(http, loki, (SVC, [[ts(-1), "b"]]), headers={**JSON_GZIP, "Authorization": f"Basic {good}"}).status_code == 204
-        assert push(http, loki, (SVC, [[ts(), "t"]]), headers={**JSON_GZIP, "Authorization": "Bearer tok"}).status_code == 204
+        good_auth = {**JSON_GZIP, "Authorization": f"Basic {good}"}
+        assert push(http, loki, (SVC, [[ts(-1), "b"]]), headers=good_auth).status_code == 204
+        bearer = {**JSON_GZIP, "Authorization": "Bearer tok"}
+        assert push(http, loki, (SVC, [[ts(), "t"]]), headers=bearer).status_code == 204
         assert loki.accepted_entries == 2
 
 

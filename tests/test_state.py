@@ -266,7 +266,7 @@ def test_s3_store_uses_conditional_writes(s3_env: str, moto_url: str) -> None:
 
 def test_s3_missing_bucket_is_a_clear_error(s3_env: str, moto_url: str) -> None:
     store = open_store("s3://no-such-bucket-here/cp", kube=lambda: None, s3_endpoint_url=moto_url)
-    with pytest.raises(StoreError, match="NoSuchBucket.*create the bucket"):
+    with pytest.raises(StoreError, match=r"NoSuchBucket.*create the bucket"):
         store.load()
 
 

@@ -2,20 +2,20 @@
 from __future__ import annotations
 
 import base64
-import signal
-import time
-import io
-import re
 import datetime as dt
+import io
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
-from job.main import main
 from job.deps import Deps
+from job.main import main
 from tests.conftest import NAMESPACE, STATE, Harness, legacy_event, now, rfc, series_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +126,7 @@ def test_expired_lease_is_taken_over_with_one_more_transition(h: Harness) -> Non
                                           "leaseTransitions": 4, "renewTime": rfc(old, micro=True),
                                           "acquireTime": rfc(old, micro=True)}})
     assert h.run() == 0
-    spec = h.kube.get_object("leases", NAMESPACE, "loki-event-sync")["spec"]
+    spec = h.kube.existing("leases", NAMESPACE, "loki-event-sync")["spec"]
     assert spec["leaseTransitions"] == 5
     assert spec["holderIdentity"] == ""  # released at the end
     assert len(h.loki.entries()) == 3
@@ -295,7 +295,8 @@ def test_secrets_never_reach_any_output(h: Harness, tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("tok-SECRET-5f1e2d\n")
     secrets = ["pw-SECRET-9a8b7c", "tok-SECRET-5f1e2d", "url-SECRET-0c0c"]
-    env = {"LOKI_EVENT_SYNC_LOKI_PASSWORD": secrets[0], "LOKI_EVENT_SYNC_LOKI_USERNAME": "bob", "LOKI_EVENT_SYNC_LOKI_BEARER_TOKEN_FILE": str(token)}
+    env = {"LOKI_EVENT_SYNC_LOKI_PASSWORD": secrets[0], "LOKI_EVENT_SYNC_LOKI_USERNAME": "bob",
+           "LOKI_EVENT_SYNC_LOKI_BEARER_TOKEN_FILE": str(token)}
     bad_url = f"http://bob:{secrets[2]}@127.0.0.1:9"
     args = h.args()
     args[args.index("--loki-url") + 1] = bad_url
@@ -365,5 +366,5 @@ def test_sigterm_releases_the_lease_and_leaves_the_checkpoint(h: Harness) -> Non
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1
     assert "interrupted" in err and "Traceback" not in err
-    assert h.kube.get_object("leases", NAMESPACE, "loki-event-sync")["spec"]["holderIdentity"] == ""
+    assert h.kube.existing("leases", NAMESPACE, "loki-event-sync")["spec"]["holderIdentity"] == ""
     assert checkpoint_bytes(h) is None
