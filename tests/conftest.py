@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -84,32 +84,47 @@ def series_event(name: str, *, count: int | None = None, ns: str = "default", la
     return e
 
 
-class FastClock:
-    """The job's Clock for tests: sleeps are recorded and skipped, and the skipped time still counts.
+def wait_for(condition: Callable[[], object], what: str, hang_guard_s: float = 60.0) -> None:
+    """Poll until `condition()` holds, for a condition in another process or a server thread.
 
-    monotonic() is the real one plus every second a sleep skipped, so a retry budget runs out after
-    the same retries it would in production, in a fraction of the time, and a test can read back
-    exactly what the job chose to wait (``sleeps``) instead of timing it.
+    Only where no injected clock can reach (a child process, a test server's own thread). The
+    limit is a hang guard, not the assertion: a healthy run meets the condition in milliseconds,
+    and a machine ten times slower still does long before the guard.
+    """
+    give_up = time.monotonic() + hang_guard_s
+    while not condition():
+        assert time.monotonic() < give_up, f"gave up waiting for {what} after {hang_guard_s:g}s"
+        time.sleep(0.02)
+
+
+class FastClock:
+    """The job's Clock for tests: sleeps are recorded and skipped, and elapsed time is only what was slept.
+
+    monotonic() starts at the real reading and then advances by exactly the seconds the job slept,
+    never by the seconds the machine took. So a retry budget runs out after the same retries on a
+    fast machine and on a loaded one three times slower, and a test reads back what the job chose to
+    wait (``sleeps``) instead of timing it. (A real socket timeout still takes real time; it does not
+    count against the budget here, which only makes the budget more generous, never flaky.)
     """
 
     def __init__(self, now: Any = None) -> None:
         self.sleeps: list[float] = []
         self.skipped = 0.0
         self._now = now
+        self._start = time.monotonic()  # never 0.0, which Progress reads as "not drawn yet"
         self._lock = threading.Lock()
 
     def now(self) -> dt.datetime:
         return self._now() if self._now is not None else dt.datetime.now(dt.timezone.utc)
 
     def monotonic(self) -> float:
-        return time.monotonic() + self.skipped
+        return self._start + self.skipped
 
     def sleep(self, seconds: float) -> None:
-        real = min(seconds, 0.01)
         with self._lock:
             self.sleeps.append(seconds)
-            self.skipped += seconds - real
-        time.sleep(real)
+            self.skipped += seconds
+        time.sleep(min(seconds, 0.01))  # still yield, so other threads run as they would while we wait
 
 
 class Harness:
