@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -312,12 +311,16 @@ def test_secrets_never_reach_any_output(h: Harness, tmp_path: Path) -> None:
 
 def test_status_reports_the_checkpoint_as_json(h: Harness) -> None:
     seed(h, 7)
-    assert h.run() == 0
+    ran_at = now()
+    assert h.run(clock=lambda: ran_at) == 0
     raw = ["status", "--kubeconfig", h.kubeconfig, "--state", STATE, "--output", "json"]
-    assert h.run(raw=raw) == 0
+    assert h.run(raw=raw, clock=lambda: ran_at + dt.timedelta(seconds=42)) == 0
     info = json.loads(h.stdout)
     assert info["ledger_entries"] == 7 and info["last_run"]["new"] == 7
-    assert info["last_success_seconds_ago"] <= 5 and info["stale"] is False
+    assert info["last_success_seconds_ago"] == 42 and info["stale"] is False
+    # Stale once the last success is older than the event TTL (1 h by default).
+    assert h.run(raw=raw, clock=lambda: ran_at + dt.timedelta(seconds=3601)) == 0
+    assert json.loads(h.stdout)["stale"] is True
     assert info["watermark"].endswith("Z")
 
 
@@ -330,11 +333,12 @@ def test_text_log_format_is_for_people(h: Harness) -> None:
 
 def test_a_gap_longer_than_the_ttl_is_warned_counted_and_marked_in_loki(h: Harness) -> None:
     seed(h, 2)
-    earlier = now() - dt.timedelta(hours=2)
+    later = now()
+    earlier = later - dt.timedelta(hours=2)
     assert h.run(clock=lambda: earlier) == 0  # the last success was two hours ago
     seed(h, 3)
-    assert h.run() == 0
-    assert 3500 < h.summary()["gap_seconds"] < 3700
+    assert h.run(clock=lambda: later) == 0
+    assert h.summary()["gap_seconds"] == 3600  # two hours since, minus the one-hour event TTL
     markers = [json.loads(e.line) for e in h.loki.entries() if "EventsMayBeMissing" in e.line]
     assert len(markers) == 1 and "may be missing" in markers[0]["message"]
 
@@ -355,15 +359,28 @@ def test_progress_shows_on_a_terminal_in_text_mode_only(h: Harness) -> None:
 
 def test_sigterm_releases_the_lease_and_leaves_the_checkpoint(h: Harness) -> None:
     seed(h, 5)
-    h.loki.delay_next(3.0)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "job", *h.args("run", "--push-timeout", "10s")], cwd=h.tmp,
+    proc = subprocess.Popen([sys.executable, "-m", "job", *h.args()], cwd=h.tmp,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    while h.loki.pushes == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
+    lease_gets = 0
+
+    def terminate_before_the_save(method: str, path: str) -> None:
+        # The Lease's second GET is the still-held check: every push is acknowledged, the save is
+        # next. The signal is sent before the server answers, so it lands exactly there, on any
+        # machine, with no timing involved.
+        nonlocal lease_gets
+        if method == "GET" and path.startswith(f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/"):
+            lease_gets += 1
+            if lease_gets == 2:
+                proc.send_signal(signal.SIGTERM)
+
+    h.kube.on_request = terminate_before_the_save
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        h.kube.on_request = None
+        proc.kill()  # no-op once it exited; never leave it behind when an assertion failed
+    assert lease_gets == 2 and h.loki.accepted_entries == 5  # it was stopped after its pushes
     assert proc.returncode == 1
     assert "interrupted" in err and "Traceback" not in err
     assert h.kube.existing("leases", NAMESPACE, "loki-event-sync")["spec"]["holderIdentity"] == ""
