@@ -13,8 +13,10 @@ import pytest
 import requests
 
 try:  # the same module object conftest.py uses, so isinstance checks agree
+    from tests.conftest import wait_for
     from tests.lokidouble import Entry, LokiDouble
 except ImportError:  # run from elsewhere: pytest put tests/ itself on sys.path
+    from conftest import wait_for  # type: ignore[no-redef, import-not-found]
     from lokidouble import Entry, LokiDouble  # type: ignore[no-redef, import-not-found]
 
 NS = 1_000_000_000
@@ -391,9 +393,12 @@ def test_fail_next_5xx_without_retry_after(loki: LokiDouble, http: requests.Sess
 def test_delay_next_stores_the_push_even_when_the_client_gives_up(
     loki: LokiDouble, http: requests.Session
 ) -> None:
-    loki.delay_next(0.5)
+    # The answer comes a minute late; the client gives up after 0.1 s of silence. The double stores
+    # before it waits, but maybe after the client gave up: wait for the store, not for a time.
+    loki.delay_next(60.0)
     with pytest.raises(requests.exceptions.ReadTimeout):
         push(http, loki, (SVC, [[ts(), "late"]]), timeout=0.1)
+    wait_for(lambda: loki.accepted_entries == 1, "the late push to be stored")
     assert [e.line for e in loki.entries()] == ["late"]
     # The client re-sends the same bytes: Loki deduplicates them.
     assert push(http, loki, (SVC, [[ts(), "late"]])).status_code == 204
