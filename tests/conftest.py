@@ -25,6 +25,16 @@ NAMESPACE = "loki-event-sync"
 STATE = f"configmap://{NAMESPACE}/loki-event-sync-checkpoint"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis judges data generation by the wall clock (HealthCheck.too_slow): on a loaded
+    machine that is a failure about speed, not behaviour. Every property and fuzz suite inherits
+    this default unless its own settings() say otherwise; deadlines are off there already."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("loki-event-sync", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+    settings.load_profile("loki-event-sync")
+
+
 def rfc(t: dt.datetime, micro: bool = False) -> str:
     if micro:
         return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
