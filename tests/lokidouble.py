@@ -1,7 +1,8 @@
 """A fast, faithful, in-process test double of Grafana Loki's HTTP push and query_range API.
 
-Standard library only, and cramjam for snappy. It follows /work/shared/LOKI.md, which was read from Loki's source, and where
-that note is silent it follows Loki's source (pkg/loghttp/push, pkg/distributor, pkg/ingester/stream.go):
+Standard library only, and cramjam for snappy. It follows docs/loki-facts.md, which was read from
+Loki's source, and where that page is silent it follows Loki's source (pkg/loghttp/push,
+pkg/distributor, pkg/ingester/stream.go):
 
 * Deflate is *raw* RFC 1951 (Loki wraps the body in Go's ``compress/flate``), so a zlib-wrapped body
   (``zlib.compress``) is a 400, exactly as against a real Loki.

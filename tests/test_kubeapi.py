@@ -1,7 +1,7 @@
 """Tests for tests/kubeapi.py, driven through the official kubernetes client over real HTTP.
 
 The point is to prove the fake behaves like kube-apiserver as seen by the client the job uses
-(see /work/shared/KUBERNETES.md), so the job's own tests can trust it.
+(see docs/kubernetes.md), so the job's own tests can trust it.
 """
 
 from __future__ import annotations

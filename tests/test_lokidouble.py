@@ -1,4 +1,4 @@
-"""Proves the Loki double behaves like Loki (per /work/shared/LOKI.md), through real HTTP."""
+"""Proves the Loki double behaves like Loki (per docs/loki-facts.md), through real HTTP."""
 
 from __future__ import annotations
 
