@@ -1,0 +1,279 @@
+"""The import contracts and the repository's self-containment, read from the sources with ast.
+
+- The checkpoint stores (state/file.py, state/configmap.py, state/s3.py) never import one another,
+  nor the `state` package root that picks between them: each can change alone, and a run loads
+  only the one its --state names.
+- The ledger (job/dedupe.py, job/selection.py) and everything it loads does no I/O and decides
+  nothing by chance or by reading a clock: it is the pure part of a run, so the property tests can
+  drive it with simulated histories and get exactly what `python -m job run` gets.
+- No module of job/ or state/ does work at import time beyond definitions.
+- No file under job/, state/, bench/ or tests/ names a path outside the repository: a clone is
+  self-contained.
+
+What counts as I/O for the ledger: the network (socket, ssl, http, urllib.request, urllib3,
+requests, and the clients built on them: kubernetes, boto3, botocore, s3transfer), files and the
+process environment (os, io, pathlib, shutil, tempfile, glob), other processes and signals
+(subprocess, multiprocessing, signal), event loops (asyncio, select, selectors); plus `random`
+(chance). `time` is allowed for formatting (time.strftime) but never read (time.time, monotonic,
+sleep), and neither is datetime's now(): time comes in as event times and the injected job.clock.
+`logging` is allowed: log records are observations, not inputs.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRST_PARTY = ("job", "state", "bench", "tests")
+STORES = ("state.file", "state.configmap", "state.s3")
+LEDGER = ("job.dedupe", "job.selection")
+LEDGER_FORBIDDEN = (
+    "socket", "ssl", "http", "urllib.request", "urllib3", "requests", "kubernetes", "boto3", "botocore",
+    "s3transfer", "os", "io", "pathlib", "shutil", "tempfile", "glob", "subprocess", "multiprocessing",
+    "signal", "asyncio", "select", "selectors", "random",
+)
+CLOCK_READS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "sleep"}
+DATETIME_NOW = {"now", "utcnow", "today"}
+# The process entry point does its work at import by design (gc.freeze, the SIGTERM handler, main()).
+ENTRY_POINTS = {"job/__main__.py"}
+
+
+def module_path(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _walk_executed(nodes: Iterable[ast.stmt], *, module_level_only: bool) -> Iterator[ast.AST]:
+    """The statements that run: skips `if TYPE_CHECKING:` bodies, and function bodies when asked."""
+    for node in nodes:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            yield from _walk_executed(node.orelse, module_level_only=module_level_only)
+            continue
+        if module_level_only and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt):
+                yield from _walk_executed([child], module_level_only=module_level_only)
+            else:
+                yield from ast.walk(child)
+
+
+def imports(path: Path, *, module_level_only: bool = False) -> set[str]:
+    """Every module `path` imports, fully qualified (relative imports and `from pkg import mod` resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    found: set[str] = set()
+    for node in _walk_executed(tree.body, module_level_only=module_level_only):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            for alias in node.names:  # `from state import file` imports the module state.file
+                if module_path(f"{mod}.{alias.name}") is not None:
+                    found.add(f"{mod}.{alias.name}")
+    return found
+
+
+def _matches(module: str, prefixes: Iterable[str]) -> str | None:
+    return next((p for p in prefixes if module == p or module.startswith(p + ".")), None)
+
+
+def ledger_closure() -> dict[str, set[str]]:
+    """What the ledger loads: its own imports (any level) and, for what they reach, what runs at import.
+
+    A dependency's deferred imports (inside functions) run only if the ledger calls them; the
+    ledger's own deferred imports are counted because they are its code paths.
+    """
+    seen: dict[str, set[str]] = {}
+    todo = [(name, False) for name in LEDGER]
+    while todo:
+        name, module_level_only = todo.pop()
+        if name in seen:
+            continue
+        path = module_path(name)
+        assert path is not None, name
+        seen[name] = imports(path, module_level_only=module_level_only)
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        for dep in [*seen[name], *parents]:  # importing a.b runs a/__init__.py first
+            if dep.split(".")[0] in FIRST_PARTY and module_path(dep) is not None:
+                todo.append((dep, True))
+    return seen
+
+
+def test_the_stores_never_import_one_another_nor_the_state_package_root() -> None:
+    for store in STORES:
+        path = module_path(store)
+        assert path is not None, store
+        bad = sorted(m for m in imports(path) if m == "state" or (m in STORES and m != store))
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}: a store may use state.base only"
+
+
+def test_the_ledger_and_everything_it_loads_import_no_io_module_nor_random() -> None:
+    closure = ledger_closure()
+    assert {"job.dedupe", "job.selection", "state.base"} <= set(closure)  # the walk did reach its deps
+    bad = sorted((mod, dep) for mod, deps in closure.items() for dep in deps if _matches(dep, LEDGER_FORBIDDEN))
+    assert not bad, f"the ledger reaches I/O or chance: {bad} (module, import)"
+
+
+def test_the_ledger_never_reads_a_clock() -> None:
+    reads = []
+    for name in ledger_closure():
+        path = module_path(name)
+        assert path is not None
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                owner = node.func.value
+                owner_name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+                if (owner_name == "time" and node.func.attr in CLOCK_READS) or node.func.attr in DATETIME_NOW:
+                    reads.append(f"{path.relative_to(ROOT)}:{node.lineno} {owner_name}.{node.func.attr}()")
+    assert not reads, f"the ledger reads a clock instead of event times or the injected clock: {reads}"
+
+
+def test_loading_the_ledger_loads_no_io_module_at_run_time() -> None:
+    """The same contract, by importing: catches what a third-party dependency drags in."""
+    code = (
+        "import sys, json; before = set(sys.modules); import job.dedupe, job.selection; "
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    assert "job.selection" in loaded
+    bad = [m for m in loaded if _matches(m, LEDGER_FORBIDDEN)]
+    assert not bad, f"importing the ledger loaded {bad}"
+
+
+def _eager(expr: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of an expression evaluated right away (a lambda's body waits for its call)."""
+    yield expr
+    for child in ast.iter_child_nodes(expr):
+        if not isinstance(child, ast.Lambda):
+            yield from _eager(child)
+
+
+def _product_modules() -> list[Path]:
+    return sorted(p for d in ("job", "state") for p in (ROOT / d).glob("*.py")
+                  if p.relative_to(ROOT).as_posix() not in ENTRY_POINTS)
+
+
+def test_no_product_module_does_work_at_import_time_beyond_definitions() -> None:
+    allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+               ast.AnnAssign)
+    work = []
+    for path in _product_modules():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for i, node in enumerate(tree.body):
+            docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            if docstring or (isinstance(node, ast.If) and _is_type_checking(node) and not node.orelse):
+                continue
+            if not isinstance(node, allowed):
+                work.append(f"{path.relative_to(ROOT)}:{node.lineno} {type(node).__name__}")
+                continue
+            if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+                continue  # definitions: their bodies run when called
+            # A constant may be computed (re.compile, a decoder), but not read from the world.
+            for sub in _eager(node.value):
+                touches = (isinstance(sub, ast.Name) and sub.id in ("open", "print", "input")) or (
+                    isinstance(sub, ast.Attribute) and sub.attr in ("environ", "getenv", "stdin", "stdout", "stderr"))
+                if touches:
+                    work.append(f"{path.relative_to(ROOT)}:{node.lineno} reads {ast.unparse(sub)} at import")
+    assert not work, work
+
+
+def test_importing_every_product_module_starts_no_thread_and_configures_no_logging() -> None:
+    names = [module_name(p) for p in _product_modules()]
+    code = (
+        "import json, logging, sys, threading; "
+        f"[__import__(m) for m in {names!r}]; "
+        "print(json.dumps([threading.active_count(), len(logging.getLogger().handlers)]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    threads, handlers = json.loads(out.stdout)
+    assert threads == 1, "a module started a thread at import time"
+    assert handlers == 0, "a module configured logging at import time (main() does that)"
+
+
+# --- no path outside the repository ----------------------------------------------------------------
+
+# First segments of absolute filesystem paths (Linux and macOS): a string starting with one of these
+# names a file outside the clone. URL paths (/api/v1/events, /loki/api/v1/push) do not start so.
+ROOTS = ("bin", "boot", "dev", "etc", "home", "lib", "lib64", "media", "mnt", "opt", "proc", "root", "run",
+         "sbin", "srv", "sys", "tmp", "usr", "var", "work", "Users", "Volumes", "private")
+_ABSOLUTE = re.compile(rf"^/({'|'.join(ROOTS)})(/|$)")
+# Absolute paths the code may name, and why none of them is a file this repository depends on.
+ALLOWED_ABSOLUTE = {
+    "/var/run/secrets/kubernetes.io/serviceaccount": "where Kubernetes mounts a pod's token: in the pod",
+    "/proc/self/status": "the kernel's account of the running process (the benchmark's peak RSS)",
+    "/tmp": "the emptyDir mountPath the manifest must declare, asserted as text",
+    "/tmp/kc": "a KUBECONFIG value that is parsed, never opened",
+}
+# The reference notes outside the repository, however they are spelled.
+_OUTSIDE = re.compile(r"/work/|\.\./shared|\bshared/(examples|[A-Z]+\.md)|\b(KUBERNETES|LOKI|STYLE)\.md\b")
+
+
+def _repo_files() -> list[Path]:
+    me = Path(__file__).resolve()
+    return sorted(p for d in FIRST_PARTY for p in (ROOT / d).rglob("*")
+                  if p.is_file() and p.resolve() != me and "__pycache__" not in p.parts
+                  and p.suffix in (".py", ".md", ".json", ".yaml", ".yml", ".txt", ".toml", ".ini"))
+
+
+def _strings(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+def test_no_file_references_the_shared_notes_or_a_path_outside_the_repository() -> None:
+    found = []
+    for path in _repo_files():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for n, line in enumerate(text.splitlines(), 1):
+            if _OUTSIDE.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()[:100]}")
+        if path.suffix == ".py":
+            for n, value in _strings(ast.parse(text)):
+                for word in value.split():
+                    word = word.strip("\"'(),;:")
+                    if _ABSOLUTE.match(word) and word not in ALLOWED_ABSOLUTE:
+                        found.append(f"{path.relative_to(ROOT)}:{n}: {word}")
+    assert not found, "a clone must be self-contained; copy the data into tests/data or the facts into docs/:\n" + \
+        "\n".join(found)
+
+
+@pytest.mark.parametrize("text", ["/work/shared/examples/x.json", "see ../shared/LOKI.md", "(KUBERNETES.md)"])
+def test_the_outside_reference_check_catches_each_spelling(text: str) -> None:
+    assert _OUTSIDE.search(text)
+
+
+@pytest.mark.parametrize(("word", "outside"), [("/home/u/events.json", True), ("/tmp", True), ("/work", True),
+                                               ("/api/v1/events", False), ("/loki/api/v1/push", False)])
+def test_the_absolute_path_check_tells_files_from_url_paths(word: str, outside: bool) -> None:
+    assert bool(_ABSOLUTE.match(word)) is outside
