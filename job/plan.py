@@ -36,6 +36,7 @@ events older than the moved horizon are never shipped).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 from typing import IO, Any
@@ -109,7 +110,7 @@ def store_kind(state: str) -> str:
 def evaluate(cfg: Config, start: dt.datetime) -> dict[str, Any]:
     """Every figure of the plan, by the formulas in the module docstring."""
     times = run_times(cfg.schedule, start)
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     runs_per_day = sum(1 for t in times if t <= start + HORIZON) / HORIZON.days
     longest, shortest, mean = max(gaps), min(gaps), sum(gaps) / len(gaps)
     rate, ttl, deadline = cfg.events_per_hour, cfg.event_ttl, cfg.active_deadline

@@ -83,7 +83,8 @@ def all_values() -> dict[str, str]:
 def exprs(style: str) -> list[tuple[str, str]]:
     found = [(p["title"], t["expr"]) for p in rows()[style] for t in p.get("targets") or []]
     for v in variables().values():
-        if v["type"] == "query" and (v["name"].startswith(f"{style}_") or (style == "default" and "_" not in v["name"])):
+        mine = v["name"].startswith(f"{style}_") or (style == "default" and "_" not in v["name"])
+        if v["type"] == "query" and mine:
             found.append((f"variable {v['name']}", v["query"]))
     return found
 

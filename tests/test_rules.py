@@ -120,8 +120,8 @@ def _minutes(text: str) -> int:
 
 def test_the_windows_are_at_least_what_plan_says_for_the_cronjobs_schedule() -> None:
     cronjob = next(d for d in yaml.safe_load_all((ROOT / "cronjob.yaml").read_text()) if d and d["kind"] == "CronJob")
-    cfg = parse_cfg(["plan", "--schedule", cronjob["spec"]["schedule"],
-                     "--active-deadline", f"{cronjob['spec']['jobTemplate']['spec']['activeDeadlineSeconds']}s"], env={})
+    deadline = cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    cfg = parse_cfg(["plan", "--schedule", cronjob["spec"]["schedule"], "--active-deadline", f"{deadline}s"], env={})
     p = model.evaluate(cfg, dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc))
     for style in RULE_FILES:
         for name, rule in rules(style).items():
