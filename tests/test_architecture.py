@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = ("job", "state", "bench", "tests")
+FIRST_PARTY = ("job", "state", "bench", "tests", "tools")
 STORES = ("state.file", "state.configmap", "state.s3")
 LEDGER = ("job.dedupe", "job.selection")
 LEDGER_FORBIDDEN = (
@@ -233,17 +233,20 @@ def test_importing_every_product_module_starts_no_thread_and_configures_no_loggi
 
 # --- no path outside the repository ----------------------------------------------------------------
 
-# First segments of absolute filesystem paths (Linux and macOS): a string starting with one of these
-# names a file outside the clone. URL paths (/api/v1/events, /loki/api/v1/push) do not start so.
+# First segments of absolute filesystem paths (Linux and macOS). URL paths (/api/v1/events,
+# /loki/api/v1/push) do not start so.
 ROOTS = ("bin", "boot", "dev", "etc", "home", "lib", "lib64", "media", "mnt", "opt", "proc", "root", "run",
          "sbin", "srv", "sys", "tmp", "usr", "var", "work", "Users", "Volumes", "private")
 _ABSOLUTE = re.compile(rf"^/({'|'.join(ROOTS)})(/|$)")
-# Absolute paths the code may name, and why none of them is a file this repository depends on.
-ALLOWED_ABSOLUTE = {
-    "/var/run/secrets/kubernetes.io/serviceaccount": "where Kubernetes mounts a pod's token: in the pod",
+# Where people and machines keep their data: named anywhere, such a path is this machine's, not the
+# repository's. Other absolute paths may be named as text (the image's /opt/venv, the pod's
+# /var/run/secrets/..., a KUBECONFIG value to parse) but not opened.
+_USER_DATA = re.compile(r"^/(home|work|Users|root|mnt|srv|media|Volumes)(/|$)")
+FILE_APIS = {"Path", "PurePath", "PosixPath", "open", "listdir", "scandir", "exists", "isfile", "isdir", "glob",
+             "iglob", "copy", "copyfile", "copytree", "rmtree", "stat", "chdir", "load_kube_config", "read_text"}
+# Absolute paths the code may open, and why none of them is a file this repository depends on.
+ALLOWED_OPEN = {
     "/proc/self/status": "the kernel's account of the running process (the benchmark's peak RSS)",
-    "/tmp": "the emptyDir mountPath the manifest must declare, asserted as text",
-    "/tmp/kc": "a KUBECONFIG value that is parsed, never opened",
 }
 # The reference notes outside the repository, however they are spelled.
 _OUTSIDE = re.compile(r"/work/|\.\./shared|\bshared/(examples|[A-Z]+\.md)|\b(KUBERNETES|LOKI|STYLE)\.md\b")
@@ -256,10 +259,22 @@ def _repo_files() -> list[Path]:
                   and p.suffix in (".py", ".md", ".json", ".yaml", ".yml", ".txt", ".toml", ".ini"))
 
 
-def _strings(tree: ast.AST) -> Iterator[tuple[int, str]]:
+def outside_paths(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """Absolute paths of this machine a module names (user data) or opens (any, through a file API)."""
+    opened: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if name in FILE_APIS:
+                opened.update(id(arg) for arg in [*node.args, *(k.value for k in node.keywords)])
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            yield node.lineno, node.value
+            for word in node.value.split():
+                word = word.strip("\"'(),;:")
+                if _USER_DATA.match(word) or (id(node) in opened and _ABSOLUTE.match(word)
+                                              and word not in ALLOWED_OPEN):
+                    yield node.lineno, word
 
 
 def test_no_file_references_the_shared_notes_or_a_path_outside_the_repository() -> None:
@@ -270,11 +285,7 @@ def test_no_file_references_the_shared_notes_or_a_path_outside_the_repository() 
             if _OUTSIDE.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()[:100]}")
         if path.suffix == ".py":
-            for n, value in _strings(ast.parse(text)):
-                for word in value.split():
-                    word = word.strip("\"'(),;:")
-                    if _ABSOLUTE.match(word) and word not in ALLOWED_ABSOLUTE:
-                        found.append(f"{path.relative_to(ROOT)}:{n}: {word}")
+            found += [f"{path.relative_to(ROOT)}:{n}: {word}" for n, word in outside_paths(ast.parse(text))]
     assert not found, "a clone must be self-contained; copy the data into tests/data or the facts into docs/:\n" + \
         "\n".join(found)
 
@@ -284,7 +295,15 @@ def test_the_outside_reference_check_catches_each_spelling(text: str) -> None:
     assert _OUTSIDE.search(text)
 
 
-@pytest.mark.parametrize(("word", "outside"), [("/home/u/events.json", True), ("/tmp", True), ("/work", True),
-                                               ("/api/v1/events", False), ("/loki/api/v1/push", False)])
-def test_the_absolute_path_check_tells_files_from_url_paths(word: str, outside: bool) -> None:
-    assert bool(_ABSOLUTE.match(word)) is outside
+@pytest.mark.parametrize(("source", "outside"), [
+    ('EXAMPLES = Path("/work/shared/examples")', True),
+    ('DATA = "/home/me/events.json"', True),
+    ('open("/etc/passwd")', True),
+    ('Path("/tmp") / "x"', True),
+    ('IMAGE_VENV = "/opt/venv"', False),  # a path in the image, named as text
+    ('env = {"KUBECONFIG": "/tmp/kc"}', False),  # a value parsed, never opened
+    ('url = base + "/api/v1/events"', False),
+    ('open("/proc/self/status")', False),  # allowed, with its reason
+])
+def test_the_path_check_tells_this_machines_files_from_text(source: str, outside: bool) -> None:
+    assert bool(list(outside_paths(ast.parse(source)))) is outside
