@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import itertools
 import os
 import re
 from pathlib import Path
@@ -17,10 +18,10 @@ import pytest
 import yaml
 from croniter import croniter
 
-from job.cmd import DEFAULT_CHECKPOINT_CONFIGMAP, DEFAULT_LEASE_NAME, get_parser
-from job.main import main
 from job.clock import Clock
+from job.cmd import DEFAULT_CHECKPOINT_CONFIGMAP, DEFAULT_LEASE_NAME, get_parser
 from job.deps import Deps
+from job.main import main
 from tools import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def docs(path: Path) -> list[dict[str, Any]]:
     return parse(path.read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rendered(directory: Path) -> str:
     return render.kustomize(directory)
 
@@ -92,7 +93,7 @@ def overlay(tmp_path: Path, body: str, *, name: str = "overlay", **dirs: Path) -
 
 
 def render_overlay(tmp_path: Path, body: str, **dirs: Path) -> list[dict[str, Any]]:
-    return parse(render.kustomize(overlay(tmp_path, body, **dirs)))
+    return parse(render.kustomize(overlay(tmp_path, body, **dirs)))  # type: ignore[arg-type]  # no dir is `name`
 
 
 def by_kind(items: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -346,7 +347,7 @@ def test_bindings_give_the_roles_to_the_cronjobs_service_account() -> None:
 def shortest_interval_s(schedule: str) -> float:
     it = croniter(schedule, NOW)
     times = [it.get_next(dt.datetime) for _ in range(7 * 24 * 6 + 1)]
-    return min((b - a).total_seconds() for a, b in zip(times, times[1:]))
+    return min((b - a).total_seconds() for a, b in itertools.pairwise(times))
 
 
 def test_cronjob_cannot_overlap_or_pile_up_runs() -> None:
@@ -365,7 +366,8 @@ def test_a_configuration_error_exit_2_fails_the_job_at_once_instead_of_retrying(
         monkeypatch: pytest.MonkeyPatch) -> None:
     jobs = [("CronJob", cronjob()["spec"]["jobTemplate"]["spec"]),
             ("deploy/backfill-job.yaml", docs(ROOT / "deploy" / "backfill-job.yaml")[0]["spec"])]
-    code, out, _ = generated_backfill(monkeypatch, "--since", "2h")
+    code, out, err = generated_backfill(monkeypatch, "--since", "2h")
+    assert code == 0, err
     jobs.append(("manifest backfill", yaml.safe_load(out)["spec"]))
     for where, job in jobs:
         rules = job["podFailurePolicy"]["rules"]
