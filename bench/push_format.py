@@ -15,8 +15,8 @@ import time
 
 from bench.events import make_event
 from job.events import decode_page
-from job.loki import Batch, _compress
 from job.lines import Formatter
+from job.loki import Batch, _compress
 
 
 def _batches(n: int, batch_bytes: int, structured_metadata: bool) -> list[Batch]:

@@ -11,7 +11,7 @@ import base64
 import datetime as dt
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -47,7 +47,7 @@ class Config:
     lease_duration: float = 60.0
     cluster: str = ""
     field_selector: str = ""
-    filters: Filters = Filters()
+    filters: Filters = field(default_factory=Filters)
     dry_run: bool = False
     from_file: str = ""
     since: str = ""
@@ -417,7 +417,7 @@ def env_var(flag: str) -> str:
     return _ECOSYSTEM_VARS.get(flag) or ENV_PREFIX + flag.upper().replace("-", "_")
 
 
-def _flag(p: argparse.ArgumentParser, name: str, env: Mapping[str, str], help: str, **kw: Any) -> None:
+def _flag(p: argparse._ActionsContainer, name: str, env: Mapping[str, str], help: str, **kw: Any) -> None:
     """Add --name with its env fallback; invalid env values fail like invalid flags."""
     var = env_var(name)
     default = kw.pop("default", None)
@@ -436,7 +436,7 @@ def _flag(p: argparse.ArgumentParser, name: str, env: Mapping[str, str], help: s
     p.add_argument(f"--{name}", default=default, help=f"{help} [env {var}; default: {shown}]", **kw)
 
 
-def _switch(p: argparse.ArgumentParser, name: str, env: Mapping[str, str], help: str) -> None:
+def _switch(p: argparse._ActionsContainer, name: str, env: Mapping[str, str], help: str) -> None:
     var = env_var(name)
     default = False
     if var in env:
@@ -582,7 +582,8 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> C
     values = {k: v for k, v in values.items() if k in Config.__dataclass_fields__ and v is not None}
     cfg = Config(filters=filters, **values)
     if cfg.command in ("run", "backfill") and not cfg.dry_run and not cfg.loki_url:
-        raise UsageError(f"--loki-url (or {env_var('loki-url')}) is required; or use --dry-run to print what would be pushed")
+        raise UsageError(f"--loki-url (or {env_var('loki-url')}) is required;"
+                         " or use --dry-run to print what would be pushed")
     if cfg.loki_username and not cfg.loki_password:
         raise UsageError(f"--loki-username needs --loki-password (or {env_var('loki-password')})")
     _check_headers(cfg)

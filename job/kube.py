@@ -170,7 +170,8 @@ def api_client(kubeconfig: str, context: str) -> client.ApiClient:
             config_file=kubeconfig or None, context=context or None, persist_config=False
         )
     except (config.ConfigException, OSError) as exc:
-        raise KubeError(f"no usable Kubernetes config: {exc}; pass --kubeconfig/--context, or run in a cluster") from None
+        raise KubeError(f"no usable Kubernetes config: {exc};"
+                        " pass --kubeconfig/--context, or run in a cluster") from None
     return api
 
 
@@ -456,7 +457,8 @@ def _raw_pages(api: client.ApiClient, call: Callable[..., Any], namespace: str |
             raise KubeError(explain(exc, f'listing events in namespace "{namespace}"' if namespace
                                     else "listing events")) from None
         except HTTPError as exc:
-            raise KubeError(f"cannot reach the Kubernetes API at {api.configuration.host}: {type(exc).__name__}") from None
+            raise KubeError(f"cannot reach the Kubernetes API at {api.configuration.host}:"
+                            f" {type(exc).__name__}") from None
         data = resp.data
         resp.release_conn()  # unread, a raw response keeps its connection (and buffers) out of the pool
         info.bytes += len(data)

@@ -59,7 +59,7 @@ class Lease:
         self.namespace = namespace
         self.name = name
         self.identity = identity
-        self.duration_s = max(int(round(duration_s)), 1)
+        self.duration_s = max(round(duration_s), 1)
         self.clock = clock
         self.timeout = timeout
         self.obj: dict[str, Any] | None = None
@@ -251,7 +251,7 @@ class Renewer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lease-renewer", daemon=True)
 
-    def __enter__(self) -> "Renewer":
+    def __enter__(self) -> Renewer:
         self._thread.start()
         return self
 

@@ -81,7 +81,8 @@ def _vlen(n: int) -> bytes:
     return _SMALL[n] if n < 128 else bytes(((n & 0x7F) | 0x80, n >> 7)) if n < 16384 else varint(n)
 
 
-def push_request(streams: Sequence[tuple[Iterable[tuple[str, str]], Sequence[tuple[int, str, dict[str, str] | None]]]]) -> bytes:
+def push_request(
+        streams: Sequence[tuple[Iterable[tuple[str, str]], Sequence[tuple[int, str, dict[str, str] | None]]]]) -> bytes:
     """The PushRequest bytes for (labels, [(ts_ns, line, metadata or None), ...]) per stream.
 
     The hot loop of a protobuf push: one pass per entry collecting pieces, each stream joined once

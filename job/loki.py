@@ -32,6 +32,7 @@ process exits with the Lease released.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import logging
@@ -133,7 +134,7 @@ class Batch:
             return logproto.push_request(self.sorted_streams())
         return _enc.encode({"streams": self.stream_objects()})
 
-    def split(self) -> tuple["Batch", "Batch"]:
+    def split(self) -> tuple[Batch, Batch]:
         flat = [(lb, e) for lb, es in self.streams.items() for e in es]
         halves = (Batch(), Batch())
         for i, (lb, (ts, line, md)) in enumerate(flat):
@@ -207,7 +208,7 @@ def one_line(text: str, limit: int = 300, tenant: str = "") -> str:
 # --- the pusher ----------------------------------------------------------------------------------------
 
 
-def pusher_for(cfg: Config, deps: Deps) -> "Pusher":
+def pusher_for(cfg: Config, deps: Deps) -> Pusher:
     """The Pusher a run's settings ask for, on the run's clock and random source."""
     verify: bool | str = cfg.loki_ca_file or True
     if cfg.insecure_skip_tls_verify:
@@ -317,10 +318,8 @@ class Pusher:
         may be waiting out a retry, and is not waited for: it sends nothing more."""
         self._stop.set()
         if self._worker.is_alive():
-            try:
+            with contextlib.suppress(queue.Full):
                 self._queue.put_nowait(None)
-            except queue.Full:
-                pass
             if self._flushed:
                 self._worker.join()
         self.session.close()
@@ -446,7 +445,8 @@ class Pusher:
                                 "problem, not a network one, so it is not retried; pass the CA that signed Loki's "
                                 "certificate with --loki-ca-file, or fix the certificate") from None
             except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
-                raise PushError(f"cannot push to {self.safe_url}: {type(exc).__name__}; check the Loki settings") from None
+                raise PushError(f"cannot push to {self.safe_url}: {type(exc).__name__};"
+                                " check the Loki settings") from None
             except requests.RequestException as exc:
                 problem = f"cannot reach Loki at {self.safe_url}: {_short(exc)}"
             else:

@@ -72,9 +72,8 @@ def _dispatch(cfg: Config, d: Deps, redact: Redactor) -> int:
 
         return manifest.main(cfg, d)
     if cfg.command == "status":
-        from job.status import status
-
         from job.kube import KubeError
+        from job.status import status
         from state import StoreError
 
         try:

@@ -16,11 +16,11 @@ from job.lease import Lease, Renewer
 from job.kube import Listing
 from job.lines import Formatter
 from job.loki import pusher_for
-from job.tenants import router_for
 from job.progress import Progress
 from job.selection import hour_bucket, list_scope, log_clock_skew, log_malformed_total, select
 from job.source import pages
 from job.summary import Summary
+from job.tenants import router_for
 from state import Store
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ from job.cmd import Config
 from job.logs import Redactor
 
 
-
 class Router:
     def __init__(self, default: str, table: tuple[tuple[re.Pattern[str], str], ...],
                  by_label: dict[str, str] | None = None, label: str = "") -> None:

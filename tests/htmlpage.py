@@ -53,7 +53,7 @@ class HtmlPage:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
-    def __enter__(self) -> "HtmlPage":
+    def __enter__(self) -> HtmlPage:
         self._thread.start()
         return self
 

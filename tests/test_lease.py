@@ -159,7 +159,7 @@ def test_every_rotated_in_cluster_token_is_stripped_and_learnt_by_the_redactor(t
         redactor = Redactor([])
         guard_tokens(cfg, redactor.add)
         store = ConfigMapStore(client.ApiClient(cfg), "ns", "cp")
-        for i, token in enumerate(tokens):
+        for token in tokens:
             token_file.write_text(token + "\n")  # a trailing newline, as `echo` leaves it
             kube.token = token
             assert store.load()[0] is None  # accepted: the stripped, current token was sent

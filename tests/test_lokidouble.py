@@ -208,7 +208,8 @@ def test_partial_400_keeps_valid_entries_and_names_the_reason(
     # Distributor validation errors come as Go's util.GroupedErrors: "N errors like: MSG" joined by "; ".
     too_old, too_new = r.text.rstrip().split("; ")
     assert too_old.startswith("1 errors like: entry for stream '{job=\"loki-event-sync\"")
-    assert "has timestamp too old: 2025-12-24T00:00:00Z, oldest acceptable timestamp is: 2025-12-25T00:00:00Z" in too_old
+    assert ("has timestamp too old: 2025-12-24T00:00:00Z, oldest acceptable timestamp is: 2025-12-25T00:00:00Z"
+            in too_old)
     assert too_new.startswith("1 errors like: ") and too_new.endswith("has timestamp too new: 2026-01-01T01:00:00Z")
     assert [e.line for e in loki.entries()] == ["good", "good too"]
     assert (loki.accepted_entries, loki.rejected_entries) == (2, 2)
@@ -480,7 +481,8 @@ def test_ingests_1_mib_batches_with_metadata_entry_for_entry(loki: LokiDouble, h
     for b in range(5):
         values = []
         for i in range(8000):
-            values.append([str(stamp), f"Normal Scheduled Pod/default/web-{b}-{i} assigned to node-{i % 7}", {"uid": f"{b}-{i}"}])
+            line = f"Normal Scheduled Pod/default/web-{b}-{i} assigned to node-{i % 7}"
+            values.append([str(stamp), line, {"uid": f"{b}-{i}"}])
             stamp += 1000
         payload = gzip.compress(body(({"namespace": "default", "type": "Normal"}, values)))
         assert http.post(loki.url + "/loki/api/v1/push", data=payload, headers=JSON_GZIP).status_code == 204

@@ -127,7 +127,7 @@ def test_file_store_refuses_a_fifo_at_once_instead_of_hanging(tmp_path: Path) ->
 
 def test_file_store_in_a_missing_directory_is_an_error_not_a_first_run(tmp_path: Path) -> None:
     store = FileStore(str(tmp_path / "typo" / "cp"))
-    with pytest.raises(StoreError, match="directory .*typo does not exist; create it"):
+    with pytest.raises(StoreError, match=r"directory .*typo does not exist; create it"):
         store.load()
     with pytest.raises(StoreError, match="does not exist"):
         store.save(b"x", None)
@@ -206,7 +206,7 @@ def test_configmap_store_hands_an_empty_key_to_the_decoder_instead_of_calling_it
 def test_configmap_store_refuses_a_text_checkpoint_key(cm_api: tuple[KubeAPI, Any]) -> None:
     api, client = cm_api
     api.put_object("configmaps", {"metadata": {"name": "cp", "namespace": "ns"}, "data": {"checkpoint": "LESC"}})
-    with pytest.raises(CheckpointCorrupt, match="holds data.checkpoint .text., not binaryData.checkpoint"):
+    with pytest.raises(CheckpointCorrupt, match=r"holds data.checkpoint .text., not binaryData.checkpoint"):
         ConfigMapStore(client, "ns", "cp").load()
 
 
