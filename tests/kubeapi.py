@@ -1152,6 +1152,11 @@ class KubeAPI:
         except KeyError:
             raise ValueError(f"unknown kind {kind!r}; use one of {sorted(_RESOURCES)}") from None
 
+    def connections(self) -> set[socket.socket]:
+        """The client connections open now; one leaves this set once its last request was answered."""
+        with self._lock:
+            return set(self._conns)
+
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
             if add:

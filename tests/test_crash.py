@@ -9,16 +9,18 @@ import datetime as dt
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from job.lease import SKEW_S
-from tests.conftest import NAMESPACE, Harness, legacy_event, now, rfc, series_event
+from tests.conftest import NAMESPACE, Harness, legacy_event, now, rfc, series_event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ITERATIONS = int(os.environ.get("SOAK_ITERATIONS", "30"))
@@ -76,6 +78,15 @@ def mutate(h: Harness, rnd: random.Random, step: int, ever: set[tuple[str, int]]
     ever |= h.visible()
 
 
+def all_closed(h: Harness, before: set[socket.socket]) -> Callable[[], bool]:
+    """Whether the API server closed every connection opened since `before` (all answered)."""
+    return lambda: not h.kube.connections() - before
+
+
+def shifted(by: dt.timedelta) -> Callable[[], dt.datetime]:
+    return lambda: dt.datetime.now(dt.timezone.utc) + by
+
+
 def finish(h: Harness) -> None:
     """A run that completes: on a clock just past the killed run's Lease expiry, it must take it over.
 
@@ -90,7 +101,7 @@ def finish(h: Harness) -> None:
         duration = int(spec.get("leaseDurationSeconds") or 0)
         expires = renewed + dt.timedelta(seconds=duration + min(SKEW_S, duration) + 1)
         shift = max(shift, expires - dt.datetime.now(dt.timezone.utc))
-    assert h.run("run", "--lease-duration", "1s", clock=lambda: dt.datetime.now(dt.timezone.utc) + shift) == 0, h.stderr
+    assert h.run("run", "--lease-duration", "1s", clock=shifted(shift)) == 0, h.stderr
     assert "skipping this run" not in h.stderr, h.stderr
 
 
@@ -106,6 +117,7 @@ def test_sigkill_at_any_moment_never_loses_or_duplicates(h: Harness) -> None:
         point = POINTS[step % len(POINTS)]
         killer = Killer(point)
         h.kube.on_request = killer
+        before = h.kube.connections()
         proc = subprocess.Popen([sys.executable, "-m", "job", *h.args("run", "--lease-duration", "1s")],
                                 cwd=h.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         killer.pid = proc.pid
@@ -114,6 +126,10 @@ def test_sigkill_at_any_moment_never_loses_or_duplicates(h: Harness) -> None:
             proc.kill()
             killer.fired = True
         proc.wait(timeout=60)
+        # The server still serves what the dead run had sent (a save, a renewal, its release): wait
+        # until it has closed every connection the run opened. A real successor starts only after
+        # the Lease expired, long after; a successor on a moved clock must not race those writes.
+        wait_for(all_closed(h, before), "the killed run's last requests to be served")
         h.kube.on_request = None
         kills[point if killer.fired and proc.returncode == -signal.SIGKILL else "finished-first"] += 1
         mutate(h, rnd, step, ever)
