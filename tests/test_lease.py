@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from job.cmd import UsageError
 from job.kube import guard_tokens
 from job.logs import Redactor
 from state.configmap import ConfigMapStore
-from tests.conftest import NAMESPACE, Harness, legacy_event
+from tests.conftest import NAMESPACE, Harness, legacy_event, wait_for
 from tests.htmlpage import HtmlPage
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
@@ -175,30 +174,31 @@ def test_every_rotated_in_cluster_token_is_stripped_and_learnt_by_the_redactor(t
 
 class TermDuringAcquire:
     """From inside the API server: SIGTERM the child while its taking PATCH is in flight, and apply
-    that PATCH only after a pause, as kube-apiserver may with a request whose client went away.
+    that PATCH late, as kube-apiserver may with a request whose client went away.
 
     ``order`` decides what reaches the store first: the interrupted taking write
-    ("write-lands-first": the child's next write waits for it), or the child's own next write
-    ("look-comes-first": the taking write is still held back when it arrives).
+    ("write-lands-first": the child's next write waits until it landed), or everything the child
+    does after the signal ("look-comes-first": the taking write is held back until the child has
+    exited). Conditions, not pauses, so the order holds on a machine of any speed.
     """
 
     def __init__(self, kube: KubeAPI, order: str) -> None:
         self.kube = kube
         self.order = order
-        self.pid = 0
+        self.proc: subprocess.Popen[str] | None = None
         self.patches = 0
 
     def __call__(self, method: str, path: str) -> None:
-        if not self.pid or method != "PATCH" or not path.startswith(LEASE_PATH):
+        proc = self.proc
+        if proc is None or method != "PATCH" or not path.startswith(LEASE_PATH):
             return
         self.patches += 1
         if self.patches == 1:
-            os.kill(self.pid, signal.SIGTERM)
-            time.sleep(0.5)  # the child unwinds while it waits for this answer
+            os.kill(proc.pid, signal.SIGTERM)
+            if self.order == "look-comes-first":
+                wait_for(lambda: proc.poll() is not None, "the child to exit while its taking write is held")
         elif self.patches == 2 and self.order == "write-lands-first":
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not holder_of(self.kube):
-                time.sleep(0.01)
+            wait_for(lambda: bool(holder_of(self.kube)), "the interrupted taking write to land")
 
 
 def holder_of(kube: KubeAPI) -> str:
@@ -212,11 +212,13 @@ def test_sigterm_while_the_lease_write_is_in_flight_never_leaves_it_held(order: 
     term = TermDuringAcquire(h.kube, order)
     h.kube.on_request = term
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    before = h.kube.connections()
     proc = subprocess.Popen([sys.executable, "-m", "job", *h.args("run")], cwd=h.tmp, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    term.pid = proc.pid
+    term.proc = proc
     _, err = proc.communicate(timeout=30)
-    time.sleep(0.6)  # let a held-back taking write reach the store before looking
+    # A held-back taking write has reached the store once the server closed the child's connections.
+    wait_for(lambda: not h.kube.connections() - before, "the child's last requests to be served")
     h.kube.on_request = None
     assert term.patches >= 2, err
     assert proc.returncode == 1, err
