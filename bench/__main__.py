@@ -53,7 +53,7 @@ TARGETS = [
     ("new_1k_on_10k_vs_import", "a run with 1k new on top of 10k listed, CPU ÷ `import kubernetes`", 0.7, "<="),
     ("floor_100k", "whole run vs list+json.loads floor at 100k (discarding Loki)", 1.3, ">="),
     ("floor_200k", "whole run vs list+json.loads floor at 200k (discarding Loki)", 1.3, ">="),
-    ("memory_100k_mb", "peak RSS − RSS after imports at 100k, MB", 25, "<="),
+    ("memory_100k_mb", "peak RSS - RSS after imports at 100k, MB", 25, "<="),
     ("memory_growth_mb", "growth of that from 100k to 200k, MB", 15, "<="),
     ("steady_100k", "run with nothing new at 100k, CPU ÷ first run's CPU", 0.5, "<="),
 ]
@@ -61,9 +61,10 @@ TARGETS = [
 IMPORT_OPTIONS = [
     ("python -c pass", "pass"),
     ("import kubernetes (the whole client)", "import kubernetes"),
-    ("lean client, in-cluster config", ("from job import kube; kube.lean_kubernetes(); "
-                                        "import kubernetes.client.api_client, kubernetes.client.api.core_v1_api, "
-                                        "kubernetes.client.api.coordination_v1_api, kubernetes.config.incluster_config")),
+    ("lean client, in-cluster config",
+     ("from job import kube; kube.lean_kubernetes(); "
+      "import kubernetes.client.api_client, kubernetes.client.api.core_v1_api, "
+      "kubernetes.client.api.coordination_v1_api, kubernetes.config.incluster_config")),
     ("lean client, kubeconfig (kube_config: contexts, exec, OIDC)",
      ("from job import kube; kube.lean_kubernetes(); "
       "import kubernetes.client.api_client, kubernetes.client.api.core_v1_api, "
@@ -113,7 +114,8 @@ def _import_cost(what: str, code: str, path: Path, repeat: int) -> dict[str, Any
         c, _, out = _child_cpu([sys.executable, "-c", code + _HWM], path)
         cpu.append(c)
         rss.append(int(out))
-    return {"option": what, "cpu_s": round(statistics.median(cpu), 3), "rss_mb": round(statistics.median(rss) / 1024, 1)}
+    return {"option": what, "cpu_s": round(statistics.median(cpu), 3),
+            "rss_mb": round(statistics.median(rss) / 1024, 1)}
 
 
 def write_kubeconfig(path: str, server: str) -> str:
@@ -251,11 +253,12 @@ def _moto() -> tuple[str, str, Any] | None:
         from moto.server import ThreadedMotoServer
     except ImportError:
         return None
-    for k, v in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"), ("AWS_DEFAULT_REGION", "us-east-1")):
+    for k, v in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"),
+                 ("AWS_DEFAULT_REGION", "us-east-1")):
         os.environ.setdefault(k, v)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    url = f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[attr-defined,union-attr]
+    url = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
     boto3.client("s3", endpoint_url=url).create_bucket(Bucket="bench")
     return url, "bench", server
 
@@ -280,7 +283,8 @@ def api_cost(kube: KubeAPI, sink: DiscardSink, kc: str, state: str, mode: str, w
     r = run_job(_KubeFirstRequest(kube), sink.url, kc, state, ["--list-from", mode])
     kube.on_request = None
     served = kube.served_from[served0:]
-    return {"mode": mode if mode == "etcd" else f"cache ({watch_cache})", "api_requests": len(kube.requests) - requests0,
+    return {"mode": mode if mode == "etcd" else f"cache ({watch_cache})",
+            "api_requests": len(kube.requests) - requests0,
             "list_requests": len(served), "etcd_lists": served.count("etcd"),
             "api_mb": round((kube.bytes_sent - bytes0) / 1e6, 1), "cpu_s": r["cpu_s"],
             "peak_rss_mb": r["peak_rss_mb"], "complete": r["summary"].get("list_complete")}
@@ -384,7 +388,7 @@ def targets(rows: list[dict[str, Any]], imports: list[dict[str, Any]]) -> list[d
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     cells = [[h for _, h in columns]] + [[str(r.get(k, "")) for k, _ in columns] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
-    lines = [" | ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    lines = [" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -397,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="1000,10000,100000,200000", help="event counts (default: %(default)s)")
     p.add_argument("--json", default="", help="also write the results as JSON to this file")
     p.add_argument("--loki-url", default="", help="push the 'Loki double' runs to this real Loki instead")
-    p.add_argument("--repeat", type=int, default=3, help="repeats of the floor and of each import (default: %(default)s)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="repeats of the floor and of each import (default: %(default)s)")
     p.add_argument("--no-api-modes", action="store_true", help="skip the --list-from runs")
     p.add_argument("--ledger-entries", type=int, default=50_000, help="ledger size for the store figures "
                    "(default: %(default)s; 0 skips them)")
@@ -411,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"N={n}: {rows[-1]['events_per_s']} events/s, {rows[-1]['vs_floor']}x the floor", file=sys.stderr)
         ledger = ledger_figures(tmp, args.ledger_entries) if args.ledger_entries else []
     imports_after = import_costs(args.repeat)  # again at the end: the spread says how noisy the machine was
-    for before, after in zip(imports, imports_after):
+    for before, after in zip(imports, imports_after, strict=True):
         before["cpu_s_end"] = after["cpu_s"]
     goals = targets(rows, imports)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")

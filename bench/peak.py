@@ -24,7 +24,7 @@ def main() -> None:
     from job import kube
 
     kube.lean_kubernetes()
-    import job.main  # noqa: F401
+    import job.main
     import job.sync  # noqa: F401
 
     imports_kb = _kb("VmRSS:")

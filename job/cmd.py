@@ -345,7 +345,8 @@ def namespace_list(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     for n in names:
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n):
-            raise argparse.ArgumentTypeError(f"{n!r} is not a namespace name; use e.g. --event-namespaces team-a,team-b")
+            raise argparse.ArgumentTypeError(f"{n!r} is not a namespace name;"
+                                             " use e.g. --event-namespaces team-a,team-b")
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"{text!r} names a namespace twice")
     return names

@@ -414,7 +414,7 @@ def _raw_pages(api: client.ApiClient, call: Callable[..., Any], namespace: str |
     On 410 Expired the list starts over: the ledger makes re-reading harmless, while the
     inconsistent-resume token the server offers could skip items.
 
-    ``list_from="cache"`` asks the API server's watch cache instead of etcd (KUBERNETES.md facts,
+    ``list_from="cache"`` asks the API server's watch cache instead of etcd (docs/kubernetes.md,
     docs/performance.md): the first request carries resourceVersion=<the previous run's> with
     resourceVersionMatch=NotOlderThan (or resourceVersion=0, "any", when no previous run
     recorded one), and continue tokens after it. Servers before 1.33 (or with the

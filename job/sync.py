@@ -12,8 +12,8 @@ from job.dedupe import Ledger
 from job.deps import Deps
 from job.events import rfc3339, to_ns
 from job.failure import RunFailed
-from job.lease import Lease, Renewer
 from job.kube import Listing
+from job.lease import Lease, Renewer
 from job.lines import Formatter
 from job.loki import pusher_for
 from job.progress import Progress

@@ -2,7 +2,7 @@
 
 It speaks real HTTP/1.1 (keep-alive, exact Content-Length) on 127.0.0.1, so the official
 ``kubernetes`` Python client talks to it through an ordinary kubeconfig, exactly as it would
-talk to kube-apiserver. Behaviour follows /work/shared/KUBERNETES.md and the apiserver sources:
+talk to kube-apiserver. Behaviour follows docs/kubernetes.md and the apiserver sources it names:
 
 * core/v1 Events: list (cluster and namespace scope) with ``limit``/``continue`` pagination,
   field and label selectors, consistent snapshots (MVCC, like etcd), 410 Expired with an
@@ -30,7 +30,7 @@ talk to kube-apiserver. Behaviour follows /work/shared/KUBERNETES.md and the api
 
 Deliberate differences from a real apiserver (none matter to a client that only lists):
 no watch, no server-side apply, no gzip, no managedFields; ``remainingItemCount`` also counts
-deleted keys not yet compacted (KUBERNETES.md calls it an estimate); RBAC groups and
+deleted keys not yet compacted (docs/kubernetes.md: it is an estimate); RBAC groups and
 aggregated ClusterRoles are not modelled. Request bodies over 3 MiB get 413, as real.
 
 Things worth knowing when writing tests against it (all real apiserver/client behaviour):
@@ -1100,7 +1100,7 @@ class KubeAPI:
                 ns = md.get("namespace", "default") if kind in ("Role", "RoleBinding") else ""
                 self._rbac_objects[(kind, ns, md["name"])] = obj
 
-    def _allowed(self, user: str, verb: str, res: "_Resource", namespace: str | None, name: str | None) -> bool:
+    def _allowed(self, user: str, verb: str, res: _Resource, namespace: str | None, name: str | None) -> bool:
         """rbac.authorizer: any binding of the user to a role with a matching rule allows."""
         def subject_is_user(binding: dict[str, Any], binding_ns: str) -> bool:
             for sub in binding.get("subjects") or []:
@@ -1113,7 +1113,7 @@ class KubeAPI:
             return False
 
         def rules(ref: dict[str, Any], binding_ns: str) -> list[dict[str, Any]]:
-            kind = ref.get("kind")
+            kind = str(ref.get("kind") or "")
             role = self._rbac_objects.get((kind, binding_ns if kind == "Role" else "", ref.get("name", "")))
             return list((role or {}).get("rules") or [])
 
@@ -1129,9 +1129,9 @@ class KubeAPI:
         with self._lock:
             objects = list(self._rbac_objects.items())
         for (kind, ns, _), obj in objects:
-            if kind == "ClusterRoleBinding" or (kind == "RoleBinding" and namespace and ns == namespace):
-                if subject_is_user(obj, ns) and any(matches(r) for r in rules(obj.get("roleRef") or {}, ns)):
-                    return True
+            bound = kind == "ClusterRoleBinding" or (kind == "RoleBinding" and namespace and ns == namespace)
+            if bound and subject_is_user(obj, ns) and any(matches(r) for r in rules(obj.get("roleRef") or {}, ns)):
+                return True
         return False
 
     def forbid(self, verb: str, resource: str) -> None:
@@ -1356,7 +1356,7 @@ class KubeAPI:
             except ValueError:
                 raise ApiError(400, f'invalid resource version "{rv}"') from None
 
-        # Which lists the watch cache serves (k8s.io/apiserver cacher, KUBERNETES.md): "any"
+        # Which lists the watch cache serves (k8s.io/apiserver cacher, docs/kubernetes.md): "any"
         # (rv=0) and "not older than" (rv=N with NotOlderThan, or without limit); continue pages
         # of a cache-served list too when it pages them (ListFromCacheSnapshot).
         from_cache = rv == "0" or (rv != "" and not cont and (rvm == "NotOlderThan" or (rvm == "" and limit <= 0)))
@@ -1385,7 +1385,8 @@ class KubeAPI:
                 if requested > cache_rev:
                     raise ApiError(
                         504, f"Timeout: Too large resource version: {requested}, current: {cache_rev}",
-                        details={"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                        details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                             "message": "Too large resource version"}],
                                  "retryAfterSeconds": 1},
                     )
                 snapshot = cache_rev

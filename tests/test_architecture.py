@@ -65,6 +65,14 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def _is_type_checking_test(test: ast.expr) -> bool:
+    """TYPE_CHECKING, typing.TYPE_CHECKING, or `not` either."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        test = test.operand
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _walk_executed(nodes: Iterable[ast.stmt], *, module_level_only: bool) -> Iterator[ast.AST]:
     """The statements that run: skips `if TYPE_CHECKING:` bodies, and function bodies when asked."""
     for node in nodes:
@@ -192,29 +200,35 @@ def _product_modules() -> list[Path]:
                   if p.relative_to(ROOT).as_posix() not in ENTRY_POINTS)
 
 
-def test_no_product_module_does_work_at_import_time_beyond_definitions() -> None:
+def _import_time_work(path: Path, body: list[ast.stmt], top: bool) -> Iterator[str]:
     allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
                ast.AnnAssign)
-    work = []
-    for path in _product_modules():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for i, node in enumerate(tree.body):
-            docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-            if docstring or (isinstance(node, ast.If) and _is_type_checking(node) and not node.orelse):
-                continue
-            if _is_import_fallback(node):
-                continue
-            if not isinstance(node, allowed):
-                work.append(f"{path.relative_to(ROOT)}:{node.lineno} {type(node).__name__}")
-                continue
-            if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
-                continue  # definitions: their bodies run when called
-            # A constant may be computed (re.compile, a decoder), but not read from the world.
-            for sub in _eager(node.value):
-                touches = (isinstance(sub, ast.Name) and sub.id in ("open", "print", "input")) or (
-                    isinstance(sub, ast.Attribute) and sub.attr in ("environ", "getenv", "stdin", "stdout", "stderr"))
-                if touches:
-                    work.append(f"{path.relative_to(ROOT)}:{node.lineno} reads {ast.unparse(sub)} at import")
+    for i, node in enumerate(body):
+        docstring = top and i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if docstring or _is_import_fallback(node):
+            continue
+        if isinstance(node, ast.If) and _is_type_checking_test(node.test):
+            # `if TYPE_CHECKING:` / `if not TYPE_CHECKING:` choose between definitions for the type
+            # checker and for the run: the same rules hold inside.
+            yield from _import_time_work(path, node.body, False)
+            yield from _import_time_work(path, node.orelse, False)
+            continue
+        if not isinstance(node, allowed):
+            yield f"{path.relative_to(ROOT)}:{node.lineno} {type(node).__name__}"
+            continue
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue  # definitions: their bodies run when called
+        # A constant may be computed (re.compile, a decoder, a lazy proxy), but not read from the world.
+        for sub in _eager(node.value):
+            touches = (isinstance(sub, ast.Name) and sub.id in ("open", "print", "input")) or (
+                isinstance(sub, ast.Attribute) and sub.attr in ("environ", "getenv", "stdin", "stdout", "stderr"))
+            if touches:
+                yield f"{path.relative_to(ROOT)}:{node.lineno} reads {ast.unparse(sub)} at import"
+
+
+def test_no_product_module_does_work_at_import_time_beyond_definitions() -> None:
+    work = [w for path in _product_modules()
+            for w in _import_time_work(path, ast.parse(path.read_text(encoding="utf-8")).body, True)]
     assert not work, work
 
 

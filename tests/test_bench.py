@@ -13,7 +13,8 @@ from tests.kubeapi import KubeAPI
 
 
 @pytest.mark.timeout(300)
-def test_benchmark_reports_every_figure_and_target_at_small_n(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_benchmark_reports_every_figure_and_target_at_small_n(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     assert main(["--sizes", "300", "--repeat", "1", "--ledger-entries", "2000", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
@@ -64,3 +65,14 @@ def test_discard_sink_accepts_a_push_and_keeps_only_its_size() -> None:
     with DiscardSink() as sink:
         resp = urllib3.request("POST", f"{sink.url}/loki/api/v1/push", body=b"x" * 100)
         assert resp.status == 204 and sink.requests == 1 and sink.bytes_received == 100
+
+
+def test_the_test_servers_benchmark_reports_both_rates_at_small_n(tmp_path: Path) -> None:
+    from bench import doubles
+
+    out = tmp_path / "doubles.json"
+    assert doubles.main(["--events", "300", "--limit", "50", "--batches", "2", "--batch-entries", "100",
+                         "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"kubeapi_list_events_per_s", "loki_ingest_entries_per_s"}
+    assert all(v > 0 for v in figures.values())

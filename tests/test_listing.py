@@ -306,8 +306,8 @@ print("ok")
 
 
 def test_names_the_lean_client_does_not_map_still_import_as_before(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", _EVERYTHING_ELSE], cwd=ROOT, capture_output=True, text=True, check=False,
-                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run([sys.executable, "-c", _EVERYTHING_ELSE], cwd=ROOT, capture_output=True, text=True,
+                          check=False, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 

@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from job import plan as model
-from job.dedupe import PRUNE_MARGIN_S
-from job.main import main
 from job.clock import Clock
+from job.dedupe import PRUNE_MARGIN_S
 from job.deps import Deps
+from job.main import main
 from state.base import Checkpoint, encode
-
 
 # plan looks a week ahead from now: a fixed now (a Monday, 00:00 UTC) keeps every figure the same
 # whatever the time of day the suite runs.
