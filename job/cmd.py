@@ -255,7 +255,7 @@ def tenant_map(text: str) -> tuple[tuple[re.Pattern[str], str], ...]:
     regex is compiled; the tenant is what follows the last '=', so a regex may hold '=' as is (a
     tenant ID never does).
     """
-    pairs = []
+    pairs: list[tuple[re.Pattern[str], str]] = []
     for item in re.split(r"(?<!\\),", text):
         if not item.strip():
             continue
@@ -269,7 +269,9 @@ def tenant_map(text: str) -> tuple[tuple[re.Pattern[str], str], ...]:
             _check_tenant(tenant, "a tenant in --tenant-map")
         except UsageError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
-        pairs.append((regex(pattern.replace("\\,", ",")), tenant))
+        compiled = regex(pattern.replace("\\,", ","))
+        if compiled is not None:  # always: the pattern is not empty
+            pairs.append((compiled, tenant))
     if not pairs:
         raise argparse.ArgumentTypeError("is empty; use NAMESPACE_REGEX=TENANT pairs joined by commas")
     return tuple(pairs)

@@ -126,14 +126,14 @@ class Page(msgspec.Struct):
     resource_version: str = ""  # the list's, for telling a stale list from a fresh one
     # Two-phase (scan_page): the light heads of every item, and the page's bytes for decoding in
     # full only if something on it ships. None for a page decoded in full at once (decode_page).
-    heads: "list[Head] | None" = None
+    heads: list[Head] | None = None
     data: bytes = b""
 
-    def full(self) -> "Page":
+    def full(self) -> Page:
         """The page decoded in full (decode_page), for the heads that ship."""
         return decode_page(self.data)
 
-    def some(self, indexes: set[int]) -> "Page":
+    def some(self, indexes: set[int]) -> Page:
         """Only the items at ``indexes`` (positions in ``heads``) decoded in full, as decode_page does."""
         raws = (_raw_list_decoder.decode(self.data).items or [])
         return decode_page(b'{"items":[' + b",".join(bytes(r) for i, r in enumerate(raws) if i in indexes) + b"]}")

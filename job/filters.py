@@ -73,7 +73,7 @@ class FieldSelector:
     terms: tuple[tuple[str, bool, str], ...]  # (field, wanted equal, value)
 
     @classmethod
-    def parse(cls, text: str) -> "FieldSelector":
+    def parse(cls, text: str) -> FieldSelector:
         """apimachinery's fields.ParseSelector: no trimming, the first operator splits a term.
 
         Raises ValueError naming an unsupported field, as the API server's 400 does.

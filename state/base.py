@@ -11,7 +11,6 @@ import sys
 import zlib
 from array import array
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, Protocol
 
 MAGIC = b"LESC"

@@ -446,15 +446,15 @@ def test_scanning_heads_first_ships_exactly_what_decoding_in_full_ships(
     import re as _re
 
     from job.dedupe import Ledger
+    from job.events import scan_page, undecoded_page
     from job.filters import Filters
     from job.selection import select
     from job.summary import Summary
-    from job.events import scan_page, undecoded_page
 
     INPUTS["two-phase pages"] += 1
     data = page_bytes(items)
     shipped = []
-    for decode in (decode_page, scan_page, undecoded_page):
+    for page_of in (decode_page, scan_page, undecoded_page):
         cp = Checkpoint()
         # Some uids already in the ledger at count 1, so duplicates and bumps are both on the page.
         for i, item in enumerate(items):
@@ -465,6 +465,6 @@ def test_scanning_heads_first_ships_exactly_what_decoding_in_full_ships(
         ledger = Ledger(cp, ttl_s=3600, now_ns=NOW_NS)
         filters = Filters(include_types=_re.compile(include)) if include else Filters()
         s = Summary()
-        out = [(e.meta.uid, ts, new, skew) for e, ts, new, skew in select(decode(data), ledger, filters, s)]
+        out = [(e.meta.uid, ts, new, skew) for e, ts, new, skew in select(page_of(data), ledger, filters, s)]
         shipped.append((out, s.new, dict(cp.ledger)))
     assert shipped[0] == shipped[1] == shipped[2]

@@ -33,8 +33,9 @@ def checkpoint_bytes(h: Harness) -> bytes | None:
 
 def put_checkpoint(h: Harness, data: bytes) -> str:
     blob = base64.b64encode(data).decode()
-    h.kube.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                     "metadata": {"name": CM, "namespace": NAMESPACE}, "binaryData": {"checkpoint": blob}})
+    meta = {"name": CM, "namespace": NAMESPACE}
+    h.kube.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                                     "binaryData": {"checkpoint": blob}})
     return blob
 
 
@@ -102,7 +103,8 @@ def test_events_from_a_node_clock_far_behind_land_in_loki_once(h: Harness) -> No
     assert h.run() == 0, h.stderr
     assert (h.summary()["new"], h.summary()["rejected"], h.summary()["clock_skew"]) == (4, 0, 4)
     # A bump from the same node, still two hours behind: shipped again with its trusted time.
-    h.kube.put_event(dict(recurring, count=2, lastTimestamp=rfc(now() - dt.timedelta(hours=2) + dt.timedelta(seconds=1))))
+    two_hours_behind = now() - dt.timedelta(hours=2) + dt.timedelta(seconds=1)
+    h.kube.put_event(dict(recurring, count=2, lastTimestamp=rfc(two_hours_behind)))
     assert h.run() == 0
     assert (h.summary()["new"], h.summary()["rejected"]) == (1, 0)
     assert_each_once(h)

@@ -19,11 +19,12 @@ Raise the number of histories with HYPOTHESIS_EXAMPLES=2000.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import Phase, given, settings
@@ -191,8 +192,9 @@ Series = tuple[str, int, int, int]  # ("series", i, k, lag): series.count + k, l
 Advance = tuple[str, int, bool]  # ("advance", s, busy): busy also writes a fresh event at the new time
 Expire = tuple[str]  # ("expire",): the API deletes what it may (last write older than the TTL)
 # ("run", keep, crash, selector): keep = prune_to(keep); crash: push, no save; selector: SELECTORS[i]
-Run = tuple[str, Optional[int], bool, int]
-Op = Union[Create, Recreate, Late, Bump, Series, Advance, Expire, Run]
+Run = tuple[str, int | None, bool, int]
+# One of the above; typed loosely because mypy cannot narrow a union of tuples by the tag in op[0].
+Op = tuple[Any, ...]
 
 
 def uid_for(i: int) -> str:
@@ -281,7 +283,7 @@ class Simulation:
         rv = str(1000 + self.next_id * 10 + run_no)
         return [json.dumps({"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": rv},
                             "items": [e.item() for e in order[a:b]]}).encode()
-                for a, b in zip(bounds, bounds[1:])]
+                for a, b in itertools.pairwise(bounds)]
 
     def run(self, keep: int | None, crash: bool, selector: str = "") -> None:
         """What job/sync.py does with a listing, minus HTTP: the same select, Ledger and codec."""
@@ -298,10 +300,11 @@ class Simulation:
             page = undecoded_page(data)  # as job/source.py hands the API's pages to select()
             for e, ts, new, skew in select(page, ledger, Filters(), s):
                 labels = self.fmt.labels(e) + skew
-                out.append(Pushed(run_no, now_ns, labels, ts, self.fmt.line(e, new), parse_time_ns(e.time or ""), crash))
+                line = self.fmt.line(e, new)
+                out.append(Pushed(run_no, now_ns, labels, ts, line, parse_time_ns(e.time or ""), crash))
                 self.h.shipped.append((run_no, e.meta.uid or "", e.occurrences, new, crash))
-        for e in self.selected(selector):
-            self.h.listed.add((e.uid, e.count))
+        for listed in self.selected(selector):
+            self.h.listed.add((listed.uid, listed.count))
         self.h.loki.push(out, now_ns)
         self.h.pushed += out
         if crash:  # pushed, then killed before the save: the next run loads the same checkpoint
@@ -481,7 +484,7 @@ def uid_pieces() -> st.SearchStrategy[list[str]]:
     def cut(uuids: list[str], cuts: list[int]) -> list[str]:
         joined = "".join(uuids)
         at = sorted({c % len(joined) for c in cuts} - {0})
-        return [joined[i:j] for i, j in zip([0, *at], [*at, len(joined)])]
+        return [joined[i:j] for i, j in zip([0, *at], [*at, len(joined)], strict=True)]
 
     return st.builds(cut, st.lists(st.uuids().map(str), min_size=1, max_size=3),
                      st.lists(st.integers(1, 107), min_size=1, max_size=3))

@@ -13,6 +13,7 @@ import time
 import tracemalloc
 import uuid
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,13 +30,14 @@ T0 = 1_795_600_000
 def event(i: int, rnd: random.Random) -> dict:
     t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 - rnd.randint(0, 3000)))
     return {
-        "metadata": {"name": f"pod-{i}.{i:x}", "namespace": f"ns-{i % 40}", "uid": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+        "metadata": {"name": f"pod-{i}.{i:x}", "namespace": f"ns-{i % 40}",
+                     "uid": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
                      "resourceVersion": str(10_000 + i), "creationTimestamp": t,
                      "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": t,
                                         "fieldsType": "FieldsV1", "fieldsV1": {"f:count": {}, "f:firstTimestamp": {},
                                         "f:involvedObject": {}, "f:lastTimestamp": {}, "f:message": {}, "f:reason": {},
-                                        "f:reportingComponent": {}, "f:reportingInstance": {}, "f:source": {"f:component": {},
-                                        "f:host": {}}, "f:type": {}}}]},
+                                        "f:reportingComponent": {}, "f:reportingInstance": {},
+                                        "f:source": {"f:component": {}, "f:host": {}}, "f:type": {}}}]},
         "involvedObject": {"kind": "Pod", "namespace": f"ns-{i % 40}", "name": f"pod-{i}", "uid": str(uuid.uuid4()),
                            "apiVersion": "v1", "resourceVersion": "123", "fieldPath": "spec.containers{app}"},
         "reason": "BackOff", "message": "Back-off restarting failed container app in pod " + "x" * 80,
@@ -45,7 +47,7 @@ def event(i: int, rnd: random.Random) -> dict:
     }
 
 
-def best(f, repeat: int = 3) -> float:
+def best(f: Callable[[], object], repeat: int = 3) -> float:
     out = []
     for _ in range(repeat):
         gc.collect()
@@ -107,7 +109,8 @@ def main(n: int) -> None:
                         pass
             return best(run)
 
-        print(f"  {share:.0%} of the events new: decode_page {ships(decode_page):.3f} s, adaptive {ships(undecoded_page):.3f} s")
+        print(f"  {share:.0%} of the events new: decode_page {ships(decode_page):.3f} s,"
+              f" adaptive {ships(undecoded_page):.3f} s")
     data = encode(cp)
     print(f"checkpoint: {len(cp.ledger):,} entries, {len(data):,} bytes; encode {best(lambda: encode(cp)):.3f} s, "
           f"decode {best(lambda: decode(data, 'x', now_ns=T0 * NS)):.3f} s")
@@ -123,7 +126,8 @@ def main(n: int) -> None:
     loaded = decode(data, "x", now_ns=T0 * NS)
     cur, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"decoded ledger held: {cur / 1e6:.1f} MB ({cur / len(loaded.ledger):.0f} B/entry), decode peak {peak / 1e6:.1f} MB")
+    print(f"decoded ledger held: {cur / 1e6:.1f} MB ({cur / len(loaded.ledger):.0f} B/entry),"
+          f" decode peak {peak / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":
