@@ -23,18 +23,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from job.kube import describe_body, is_status
 from state.base import CheckpointCorrupt, StoreConflict, StoreError
 
 KEY = "checkpoint"
 LIMIT = 1_048_576  # data plus decoded binaryData, enforced by the API server
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 class ConfigMapStore:
@@ -88,7 +87,7 @@ class ConfigMapStore:
                 raise StoreConflict(
                     f"checkpoint {self.name} was changed by someone else since it was read; not overwriting it"
                 ) from None
-            if exc.status == 404 and _is_status(exc.body):
+            if exc.status == 404 and is_status(exc.body):
                 raise StoreError(self._missing()) from None
             raise StoreError(self._explain("write", exc)) from None
         except HTTPError as exc:
@@ -103,7 +102,7 @@ class ConfigMapStore:
             )
         except ApiException as exc:
             # A 404 from something that is not the API server (an ingress, a proxy) is no answer at all.
-            if exc.status == 404 and _is_status(exc.body):
+            if exc.status == 404 and is_status(exc.body):
                 raise StoreError(self._missing()) from None
             raise StoreError(self._explain("read", exc)) from None
         except HTTPError as exc:
@@ -119,7 +118,7 @@ class ConfigMapStore:
         except ValueError:
             pass
         raise StoreError(f"cannot {verb} checkpoint {self.name}: the answer is not a Kubernetes object "
-                         f"({_describe(body)}); is --kubeconfig pointing at a proxy instead of the API server?")
+                         f"({describe_body(body)}); is --kubeconfig pointing at a proxy instead of the API server?")
 
     def _missing(self) -> str:
         return (f"checkpoint {self.name}: ConfigMap {self.namespace}/{self.cm} does not exist (or namespace "
@@ -141,32 +140,13 @@ def _b64(value: str, where: str) -> bytes:
                                 "with --reset-checkpoint") from None
 
 
-def _is_status(body: Any) -> bool:
-    """True for the apiserver's own error answer (a Status object), not a proxy's page."""
-    try:
-        obj = json.loads(body)
-    except (TypeError, ValueError):
-        return False
-    return isinstance(obj, dict) and obj.get("kind") == "Status"
-
-
 def _message(exc: ApiException) -> str:
     try:
         obj = json.loads(exc.body)
     except (TypeError, ValueError):
-        return (f"{exc.reason or 'no reason given'} ({_describe(exc.body)}, not an answer of the Kubernetes API: "
+        return (f"{exc.reason or 'no reason given'} ({describe_body(exc.body)}, not an answer of the Kubernetes API: "
                 "a proxy or load balancer in the way?)")
     found = obj.get("message") if isinstance(obj, dict) else None
     return found if isinstance(found, str) and found else str(exc.reason or "no message")
 
 
-def _describe(body: Any) -> str:
-    """A few words about an answer that is not JSON, never the answer itself (it can be a whole page)."""
-    raw = body if isinstance(body, bytes) else str(body or "").encode()
-    if not raw.strip():
-        return "an empty body"
-    if raw.lstrip()[:1] == b"<":
-        m = _TITLE.search(raw[:65536])
-        title = " ".join(m.group(1).decode("utf-8", "replace").split())[:80] if m else ""
-        return f"an HTML page titled {title!r}" if title else "an HTML page"
-    return f"{len(raw)} bytes that are not JSON"
