@@ -568,6 +568,8 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _flag(pl, "active-deadline", env, "the CronJob's activeDeadlineSeconds", default=540.0, type=duration,
           show="540s")
     _flag(pl, "page-size", env, "events per list page", default=500, type=positive_int)
+    _flag(pl, "list-from", env, "etcd or cache, as for run: what each list costs the API server and etcd",
+          default="etcd", type=choice("etcd", "cache"))
     _flag(pl, "output", env, "text or json", default="text", type=choice("text", "json"))
     mf = sub.add_parser("manifest", parents=[common], help="print a ready backfill Job from cronjob.yaml")
     mf.add_argument("kind", choices=["backfill"], help="what to print")

@@ -11,6 +11,10 @@ hour); T = --event-ttl; D = --active-deadline; P = --page-size.
     new per run        N = r * g_mean / 3600
     listed per run     L = r * T / 3600              every run lists all the API server still holds
     API requests/run   Q = max(1, ceil(L / P)) + RUN_REQUESTS (+ CONFIGMAP_REQUESTS for a ConfigMap store)
+                       (+ 1 for --list-from cache: GET /version, to know the cache can page)
+    etcd reads/run     --list-from etcd: ceil(L / P) before Kubernetes 1.34, 1 from 1.34 (the first page's
+                       revision check; the watch cache serves the rest); --list-from cache: 0 on 1.34+
+                       (docs/performance.md, "The API server's side")
     bytes listed/run   B = L * BYTES_PER_LISTED_EVENT
     CPU per run        C = CPU_S_PER_RUN + L * CPU_S_PER_EVENT + N * CPU_S_PER_NEW_EVENT
     CPU per day        R * C, printed next to DAEMON_CPU_S_PER_DAY (an always-on daemon, measured)
@@ -119,6 +123,12 @@ def evaluate(cfg: Config, start: dt.datetime) -> dict[str, Any]:
     kind = store_kind(cfg.state)
     requests = max(1, math.ceil(listed_per_run / cfg.page_size)) + RUN_REQUESTS
     requests += CONFIGMAP_REQUESTS if kind == "configmap" else 0
+    pages = max(1, math.ceil(listed_per_run / cfg.page_size))
+    if cfg.list_from == "cache":
+        requests += 1
+        etcd_reads = {"before_1_34": pages, "from_1_34": 0}  # older servers are listed from etcd, with a warning
+    else:
+        etcd_reads = {"before_1_34": pages, "from_1_34": 1}
     cpu_per_run = CPU_S_PER_RUN + listed_per_run * CPU_S_PER_EVENT + new_per_run * CPU_S_PER_NEW_EVENT
     run_s = cpu_per_run
     ledger = rate * (ttl + PRUNE_MARGIN_S) / 3600
@@ -151,6 +161,8 @@ def evaluate(cfg: Config, start: dt.datetime) -> dict[str, Any]:
         "listed_per_run": listed_per_run,
         "api_requests_per_run": requests,
         "api_requests_per_day": requests * runs_per_day,
+        "list_from": cfg.list_from,
+        "etcd_reads_per_run": etcd_reads,
         "bytes_listed_per_run": listed_per_run * BYTES_PER_LISTED_EVENT,
         "bytes_listed_per_day": listed_per_run * BYTES_PER_LISTED_EVENT * runs_per_day,
         "cpu_s_per_run": cpu_per_run,
@@ -190,6 +202,8 @@ def main(cfg: Config, out: IO[str], now: dt.datetime) -> int:
         ("listed per run", f"{_num(p['listed_per_run'])} (event TTL {_minutes(cfg.event_ttl)} min)"),
         ("API requests", f"{p['api_requests_per_run']} per run, {_num(p['api_requests_per_day'])} per day "
                          f"(page size {cfg.page_size})"),
+        ("etcd reads", f"{p['etcd_reads_per_run']['from_1_34']} per run on Kubernetes 1.34+, "
+                       f"{p['etcd_reads_per_run']['before_1_34']} before (--list-from {p['list_from']})"),
         ("bytes listed", f"{_mb(p['bytes_listed_per_run'])} MB per run, {_mb(p['bytes_listed_per_day'])} MB per day"),
         ("CPU per day", f"{_num(p['cpu_s_per_day'])} s ({_num(p['cpu_s_per_run'])} s per run); an always-on "
                         f"daemon: about {_num(DAEMON_CPU_S_PER_DAY)} s at {DAEMON_EVENTS_PER_HOUR}/h"),

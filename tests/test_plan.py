@@ -154,3 +154,11 @@ def test_the_text_names_the_daemon_figure_the_api_cost_and_the_alert_window() ->
     assert "always-on daemon: about 82 s at 10000/h" in row(out, "CPU per day")
     assert row(out, "API requests").startswith("26 per run")
     assert row(out, "alert window").startswith(">= 14m")
+
+
+def test_watch_cache_mode_costs_etcd_nothing_on_1_34_and_one_version_request() -> None:
+    _, etcd = plan_json("--events-per-hour", "100000")
+    _, cache = plan_json("--events-per-hour", "100000", "--list-from", "cache")
+    assert etcd["etcd_reads_per_run"] == {"before_1_34": 200, "from_1_34": 1}
+    assert cache["etcd_reads_per_run"] == {"before_1_34": 200, "from_1_34": 0}
+    assert cache["api_requests_per_run"] == etcd["api_requests_per_run"] + 1
