@@ -90,14 +90,13 @@ def encode(cp: Checkpoint) -> bytes:
     """
     ledger = cp.ledger
     uids = sorted(ledger)  # lower-case hex sorts like the bytes it spells
-    # Every uid 36 long, or pieces of other lengths could join into valid-looking UUIDs.
-    raw = _uuids_bytes("".join(uids), len(uids)) if set(map(len, uids)) <= {36} else None
+    raw = _uuids_raw(uids)
     if raw is not None:  # the usual case: every uid is a canonical UUID
         binary, other = uids, []
     else:
         binary = [u for u in uids if _uuids_bytes(u, 1) is not None]
         other = [(u, *ledger[u]) for u in uids if _uuids_bytes(u, 1) is None]
-        raw = _uuids_bytes("".join(binary), len(binary)) or b""
+        raw = _uuids_raw(binary) or b""
     del uids
     base_s = max(map(_SECOND, ledger.values()), default=cp.listed_ns // NS)
     values = list(map(ledger.__getitem__, binary))  # C-level: no per-entry bytecode below either
@@ -305,6 +304,22 @@ def _entries(counts: array, offsets: array, base_s: int) -> Iterator[tuple[int, 
 
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 _UUID_GROUPS = ((0, 8), (9, 4), (14, 4), (19, 4), (24, 12))  # where each hex group starts in a record
+
+
+_CHUNK = 4096  # uids converted at a time: the joined text of all 100k would be 3.6 MB at the run's peak
+
+
+def _uuids_raw(uids: list[str]) -> bytearray | None:
+    """16 bytes each for canonical UUIDs ``uids``, converted a chunk at a time; None if any is not one."""
+    raw = bytearray()
+    for i in range(0, len(uids), _CHUNK):
+        chunk = uids[i : i + _CHUNK]
+        # Every uid 36 long, or pieces of other lengths could join into valid-looking UUIDs.
+        part = _uuids_bytes("".join(chunk), len(chunk)) if set(map(len, chunk)) <= {36} else None
+        if part is None:
+            return None
+        raw += part
+    return raw
 
 
 def _uuids_bytes(joined: str, n: int) -> bytes | None:
