@@ -99,10 +99,9 @@ def encode(cp: Checkpoint) -> bytes:
         raw = _uuids_raw(binary) or b""
     del uids
     base_s = max(map(_SECOND, ledger.values()), default=cp.listed_ns // NS)
-    values = list(map(ledger.__getitem__, binary))  # C-level: no per-entry bytecode below either
-    counts = array("I", map(_FIRST, values))
-    offsets = array("I", map(operator.sub, repeat(base_s), map(_SECOND, values)))
-    del values
+    # C-level maps, no per-entry bytecode, and no list of the values beside the arrays.
+    counts = array("I", map(_FIRST, map(ledger.__getitem__, binary)))
+    offsets = array("I", map(operator.sub, repeat(base_s), map(_SECOND, map(ledger.__getitem__, binary))))
     header = {
         "watermark_ns": cp.watermark_ns,
         "prune_horizon_ns": cp.prune_horizon_ns,
@@ -311,14 +310,14 @@ _CHUNK = 4096  # uids converted at a time: the joined text of all 100k would be 
 
 def _uuids_raw(uids: list[str]) -> bytearray | None:
     """16 bytes each for canonical UUIDs ``uids``, converted a chunk at a time; None if any is not one."""
-    raw = bytearray()
+    raw = bytearray(16 * len(uids))  # sized once: growing by += would copy it and overshoot
     for i in range(0, len(uids), _CHUNK):
         chunk = uids[i : i + _CHUNK]
         # Every uid 36 long, or pieces of other lengths could join into valid-looking UUIDs.
         part = _uuids_bytes("".join(chunk), len(chunk)) if set(map(len, chunk)) <= {36} else None
         if part is None:
             return None
-        raw += part
+        raw[16 * i : 16 * i + len(part)] = part
     return raw
 
 
