@@ -85,8 +85,9 @@ def encode(cp: Checkpoint) -> bytes:
     UUIDs are stored as 16 raw bytes, sorted and split into byte planes so zlib can squeeze
     the predictable high bytes; counts and time offsets from the newest recorded second are u32
     columns, which compress to about a byte each because most counts are 1 and offsets are small.
-    The columns are built straight from the sorted keys, and compressed as they are produced, so the
-    ledger is not copied into intermediate lists of its values.
+    The columns are built straight from the sorted keys by C-level maps (no per-entry bytecode, no
+    list of the values), the uids are converted a chunk at a time, and the sorted keys are dropped
+    before compressing, so the run's peak (which is here, at the end of a first run) stays low.
     """
     ledger = cp.ledger
     uids = sorted(ledger)  # lower-case hex sorts like the bytes it spells
@@ -102,6 +103,8 @@ def encode(cp: Checkpoint) -> bytes:
     # C-level maps, no per-entry bytecode, and no list of the values beside the arrays.
     counts = array("I", map(_FIRST, map(ledger.__getitem__, binary)))
     offsets = array("I", map(operator.sub, repeat(base_s), map(_SECOND, map(ledger.__getitem__, binary))))
+    entries = len(binary)
+    del binary  # the sorted keys are not needed while compressing
     header = {
         "watermark_ns": cp.watermark_ns,
         "prune_horizon_ns": cp.prune_horizon_ns,
@@ -112,7 +115,7 @@ def encode(cp: Checkpoint) -> bytes:
         "scope": cp.scope,
         "scope_since_ns": cp.scope_since_ns,
         "base_s": base_s,
-        "entries": len(binary),
+        "entries": entries,
         "other": [[u, c, t] for u, c, t in other],
     }
     if _SWAP:
