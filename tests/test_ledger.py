@@ -207,6 +207,27 @@ def test_a_list_older_than_the_checkpoints_forgets_nothing() -> None:
     assert ledger.finish(complete=True) == 1 and set(cp.ledger) == {"a"} and cp.list_rv == "600"
 
 
+def test_a_complete_list_forgets_only_loaded_entries_it_did_not_list() -> None:
+    """The ledger tracks "listed again" only for entries loaded with the checkpoint; what this run
+    recorded was listed by it and stays, even when the job's clock has not moved since the load."""
+    cp = Checkpoint(ledger={"gone": (1, 100), "kept": (1, 100), "filtered": (2, 100)}, listed_ns=100 * NS)
+    ledger = Ledger(cp, ttl_s=3600, now_ns=100 * NS)  # the same second the loaded entries were recorded
+    assert ledger.is_duplicate("kept", 1)
+    ledger.saw("filtered")
+    ledger.saw("never-recorded")  # filtered and unknown: nothing to keep, nothing to forget
+    assert ledger.consider("new", 1, 100 * NS).new == 1
+    assert ledger.consider("skipped-as-duplicate-later", 1, 100 * NS).new == 1
+    assert ledger.finish(complete=True) == 1
+    assert set(cp.ledger) == {"kept", "filtered", "new", "skipped-as-duplicate-later"}
+
+
+def test_a_first_run_keeps_no_listed_set_and_forgets_nothing() -> None:
+    ledger = Ledger(Checkpoint(), ttl_s=3600, now_ns=100 * NS)
+    for i in range(50):
+        assert ledger.consider(f"u{i}", 1, 100 * NS).new == 1
+    assert not ledger.seen and ledger.finish(complete=True) == 0 and len(ledger.cp.ledger) == 50
+
+
 # --- issue 9, findings 6, 7, 8: inputs are what they claim ----------------------------------------
 
 

@@ -34,6 +34,25 @@ def test_checkpoint_round_trips_every_field() -> None:
     assert decode(encode(cp), "x") == cp
 
 
+def test_checkpoint_round_trips_across_uid_chunks_with_odd_uids_anywhere() -> None:
+    """The encoder converts uids a chunk at a time: entries on every side of a chunk boundary, and a
+    non-canonical uid sorted into a later chunk, come back exactly (the decoder builds the strings
+    with slice copies, so a wrong offset would garble every uid)."""
+    cp = Checkpoint(watermark_ns=W * 10**9, ledger=ledger_of(3 * 4096 + 7), last_run={"new": 1})
+    assert decode(encode(cp), "x") == cp
+    cp.ledger["ffffffff-not-a-uuid"] = (5, W - 3)  # sorts last: in the final chunk
+    cp.ledger["00000000-0000-4000-8000-00000000000G"] = (2, W)  # 36 long, not hex: in the first chunk
+    assert decode(encode(cp), "x") == cp
+
+
+def test_decoded_ledger_holds_exact_entries_sharing_one_tuple_per_distinct_pair() -> None:
+    """Decoded entries share one value tuple per distinct (count, time); each still reads its own."""
+    led = {str(uuid.UUID(int=i + 1, version=4)): (1 + i % 3, W - (i % 5) * 60) for i in range(1000)}
+    got = decode(encode(Checkpoint(watermark_ns=W * 10**9, ledger=led)), "x").ledger
+    assert got == led and list(got) == sorted(led)
+    assert len({id(v) for v in got.values()}) == 15  # 3 counts x 5 times
+
+
 def test_fifty_thousand_entries_fit_the_configmap_limit() -> None:
     data = encode(Checkpoint(watermark_ns=W * 10**9, ledger=ledger_of(50_000)))
     assert len(data) < LIMIT - 4096
