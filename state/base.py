@@ -11,9 +11,10 @@ import struct
 import sys
 import zlib
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 MAGIC = b"LESC"
 VERSION = 2  # 2: ledger times are the job's own clock; 1 (read, never written): event times
