@@ -126,6 +126,7 @@ def encode(cp: Checkpoint) -> bytes:
     z = zlib.compressobj(1)
     body = [z.compress(raw[i::16]) for i in range(16)]
     body += [z.compress(counts), z.compress(offsets), z.flush()]
+    del raw, counts, offsets  # before the join, which is the second copy of the compressed body
     head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
     return b"".join([_HEADER.pack(MAGIC, VERSION, len(head)), head, *body])
 
