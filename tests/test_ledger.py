@@ -228,6 +228,19 @@ def test_a_first_run_keeps_no_listed_set_and_forgets_nothing() -> None:
     assert not ledger.seen and ledger.finish(complete=True) == 0 and len(ledger.cp.ledger) == 50
 
 
+def test_creation_times_decide_the_same_when_their_cache_overflows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsed creationTimestamps are cached per run; a full cache starts over, never answers wrong."""
+    monkeypatch.setattr("job.dedupe._CREATED_CACHE", 2)
+    base = 1_795_600_000
+    cp = Checkpoint(prune_horizon_ns=base * NS, listed_ns=(base + 100) * NS)
+    ledger = Ledger(cp, ttl_s=3600, now_ns=(base + 200) * NS)
+    for i in range(6):  # alternately created before and after the horizon, each time twice
+        created = rfc(dt.datetime.fromtimestamp(base - 50 + 20 * i, dt.timezone.utc))
+        for k in range(2):
+            v = ledger.consider(f"u{i}-{k}", 1, (base + 150) * NS, created)
+            assert (v.why == "before-horizon") == (i < 3) and (v.new == 1) == (i >= 3)
+
+
 # --- issue 9, findings 6, 7, 8: inputs are what they claim ----------------------------------------
 
 
