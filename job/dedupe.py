@@ -191,7 +191,7 @@ class Ledger:
             self._seen_add(uid)
             if n <= prev[0] and not self.replay:
                 return DUPLICATE
-        c_ns = self._created.get(created) if created else 0  # type: ignore[arg-type]
+        c_ns = self._created.get(created) if created else 0
         if c_ns is None:
             c_ns = self._created_ns(created)
         if prev is None and not self.replay and c_ns and c_ns < self.horizon_ns:
@@ -199,7 +199,7 @@ class Ledger:
             return BEFORE_HORIZON
         # loki_time's plausible case, inline: it is nearly every event, and a call costs as much.
         lo = c_ns - BEHIND_CREATED_NS if c_ns else 0
-        if lo < self._lo_listed:  # noqa: PLR1730 -- a compare is cheaper than a call, per event
+        if lo < self._lo_listed:
             lo = self._lo_listed
         if lo <= t_ns <= self._latest_ns:
             ts, skew = t_ns, NO_LABELS

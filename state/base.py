@@ -98,7 +98,7 @@ def encode(cp: Checkpoint) -> bytes:
     else:
         binary = [u for u in uids if _uuids_bytes(u, 1) is not None]
         other = [(u, *ledger[u]) for u in uids if _uuids_bytes(u, 1) is None]
-        raw = _uuids_raw(binary) or b""
+        raw = _uuids_raw(binary) or bytearray()
     del uids
     base_s = max(map(_SECOND, ledger.values()), default=cp.listed_ns // NS)
     # C-level maps, no per-entry bytecode, and no list of the values beside the arrays.
@@ -232,7 +232,7 @@ def _decode(data: bytes, hlen: int, version: int, now_ns: int | None) -> Checkpo
                         ("a time", cp.scope_since_ns), ("a time", cp.last_success_ns or 0)):
         if not 0 <= value < 2**63:
             raise ValueError(f"{what} outside the int64 nanoseconds a checkpoint holds")
-    ledger = dict(zip(_canonical_uids(raw, n), _entries(counts, offsets, base_s)))
+    ledger = dict(zip(_canonical_uids(raw, n), _entries(counts, offsets, base_s), strict=True))
     del raw
     for uid, count, t_s in checked:
         ledger[uid] = (count, t_s)
@@ -302,8 +302,8 @@ def _entries(counts: array, offsets: array, base_s: int) -> Iterator[tuple[int, 
     about 84 bytes an entry (a tuple and its int) and builds them at C speed: only the distinct
     pairs are made in Python.
     """
-    shared = {p: (p[0], base_s - p[1]) for p in set(zip(counts, offsets))}
-    return map(shared.__getitem__, zip(counts, offsets))  # zip reuses its one key tuple
+    shared = {p: (p[0], base_s - p[1]) for p in set(zip(counts, offsets, strict=True))}
+    return map(shared.__getitem__, zip(counts, offsets, strict=True))  # zip reuses its one key tuple
 
 
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
