@@ -50,11 +50,12 @@ from job.dedupe import PRUNE_MARGIN_S
 
 # --- model constants ----------------------------------------------------------------------------------
 # CPU model, fitted to `python -m bench` (docs/performance.md; three runs, 2-core build machine, lean
-# kubernetes client): runs with nothing new cost 0.16-0.18 CPU-s at 1,000 listed events, 0.22 at 10,000,
-# 0.72 at 100,000 and 1.32-1.46 at 200,000 (slope 6.2 us per listed event, intercept 0.16 s); shipping
-# every event added 6.8-6.9 us per new one at 100,000 and 200,000. Refresh from a new benchmark run.
+# kubernetes client, two-phase decoding and the compact ledger codec): the "nothing new CPU s" column,
+# 0.16-0.17 CPU-s at 1,000 listed events, 0.20-0.21 at 10,000, 0.63-0.64 at 100,000 and 1.16-1.17 at
+# 200,000 (slope 5.0 us per listed event, intercept 0.16 s); the "CPU s" (first run) column minus that
+# added 6.6-7.6 us per new event at 100,000 and 200,000. Refresh from a new benchmark run.
 CPU_S_PER_RUN = 0.16  # interpreter and library start-up, client set-up, Lease and checkpoint round trips
-CPU_S_PER_EVENT = 6.2e-6  # list, decode and dedupe one event the API server holds
+CPU_S_PER_EVENT = 5.0e-6  # list, scan and dedupe one event the API server holds
 CPU_S_PER_NEW_EVENT = 6.8e-6  # format, batch, compress and push one new occurrence
 # An always-on daemon for comparison: Fluent Bit's kubernetes_events input at 10,000 events/h,
 # about 82 CPU-s a day (the figure given with issue 12; not re-measured by `python -m bench`).
