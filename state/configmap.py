@@ -29,7 +29,7 @@ from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from job.kube import describe_body, is_status
+from job.kube import KubeError, describe_body, is_status, read_object
 from state.base import CheckpointCorrupt, StoreConflict, StoreError
 
 KEY = "checkpoint"
@@ -112,13 +112,9 @@ class ConfigMapStore:
 
     def _json(self, body: bytes, verb: str) -> dict[str, Any]:
         try:
-            obj = json.loads(body)
-            if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
-                return obj
-        except ValueError:
-            pass
-        raise StoreError(f"cannot {verb} checkpoint {self.name}: the answer is not a Kubernetes object "
-                         f"({describe_body(body)}); is --kubeconfig pointing at a proxy instead of the API server?")
+            return read_object(body, f"cannot {verb} checkpoint {self.name}")
+        except KubeError as exc:
+            raise StoreError(str(exc)) from None
 
     def _missing(self) -> str:
         return (f"checkpoint {self.name}: ConfigMap {self.namespace}/{self.cm} does not exist (or namespace "
