@@ -8,7 +8,7 @@ from dataclasses import asdict
 from job import checkpointing, gap
 from job.cmd import Config, resolve_time
 from job.connections import Connections
-from job.dedupe import Ledger
+from job.dedupe import NS, Ledger
 from job.deps import Deps
 from job.events import rfc3339, to_ns
 from job.failure import RunFailed
@@ -56,17 +56,17 @@ def run(cfg: Config, deps: Deps, s: Summary) -> int:
 def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease: Lease | None,
                 started: float, backfill: bool, s: Summary) -> int:
     now = deps.clock.now()
-    cp, version, existed = checkpointing.load(store, cfg.reset_checkpoint, to_ns(now))
+    now_ns = to_ns(now)
+    cp, version, existed = checkpointing.load(store, cfg.reset_checkpoint, now_ns)
     since_ns = to_ns(resolve_time(cfg.since, now)) if cfg.since and (backfill or not existed) else 0
     until_ns = to_ns(resolve_time(cfg.until, now)) if cfg.until else 0
-    ledger = Ledger(cp, ttl_s=cfg.event_ttl, now_ns=to_ns(now), since_ns=since_ns, until_ns=until_ns,
+    ledger = Ledger(cp, ttl_s=cfg.event_ttl, now_ns=now_ns, since_ns=since_ns, until_ns=until_ns,
                     replay=backfill, api_list=not cfg.from_file,
                     scope=list_scope(cfg.field_selector, ",".join(cfg.event_namespaces)))
     fmt = Formatter(label_style=cfg.label_style, line_format=cfg.line_format, cluster=cfg.cluster,
                     max_line_bytes=cfg.max_line_bytes, structured_metadata=cfg.structured_metadata)
     pusher = pusher_for(cfg, deps)
     route = router_for(cfg, conn.api, deps.redactor)
-    now_ns = to_ns(now)
     # The previous run's list resourceVersion: a watch-cache list must be at least that new.
     listing = Listing(not_older_than=str((cp.last_run or {}).get("resource_version") or ""))
     try:
@@ -75,7 +75,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
             if s.gap_seconds:
                 gap.warn(cp, now_ns, s.gap_seconds)
                 pusher.add(*gap.marker(fmt, cfg, conn.namespace(), cp.last_success_ns or 0,
-                                       now_ns - int(cfg.event_ttl * 1e9)))
+                                       now_ns - int(cfg.event_ttl * NS)))
         progress = Progress(deps.stderr, deps.clock.monotonic) if Progress.wanted(cfg.log_format, deps.stderr) else None
         add, labels, line = pusher.add, fmt.labels, fmt.line
         metadata = fmt.metadata if cfg.structured_metadata else None
