@@ -1,7 +1,8 @@
-"""Time as the job sees it: wall time, elapsed time and sleeping, in one object a test can replace."""
+"""Time as the job sees it: wall time, elapsed time and waiting, in one object a test can replace."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -11,14 +12,20 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _wait(seconds: float, stop: threading.Event) -> None:
+    stop.wait(seconds)
+
+
 @dataclass(frozen=True)
 class Clock:
     """Everything that decides anything by time asks this, never the time module.
 
-    The three go together so a fake can make a sleep advance both readings, and a retry that
-    waits out a Retry-After is checked against the time it slept, not the time the test took.
+    The three go together so a fake can make a wait advance both readings, and a retry that
+    waits out a Retry-After is checked against the time it waited, not the time the test took.
+    ``wait(seconds, stop)`` returns early once ``stop`` is set, so a SIGTERM (which sets it) never
+    waits out a retry.
     """
 
     now: Callable[[], dt.datetime] = _utc_now
     monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+    wait: Callable[[float, threading.Event], None] = _wait

@@ -40,7 +40,6 @@ import queue
 import random
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
@@ -461,15 +460,7 @@ class Pusher:
                                 f"{self.retry_budget:g}s")
             log.warning("%s; retry %d in %.1fs", problem, attempt, delay)
             self.stats.retries += 1
-            self._sleep(delay)
-
-    def _sleep(self, delay: float) -> None:
-        if self.clock.sleep is time.sleep:
-            # The real clock: wait on the stop event instead, so close() (SIGTERM) ends the wait at
-            # once and no retry follows. An injected clock (a test's) decides for itself.
-            self._stop.wait(delay)
-        else:
-            self.clock.sleep(delay)
+            self.clock.wait(delay, self._stop)  # close() (SIGTERM) ends the wait, and no retry follows
 
     def _token(self) -> str:
         """The bearer token as the file holds it now; each one read becomes a secret the logs hide."""

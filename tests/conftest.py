@@ -130,11 +130,11 @@ class FastClock:
     def monotonic(self) -> float:
         return self._start + self.skipped
 
-    def sleep(self, seconds: float) -> None:
+    def wait(self, seconds: float, stop: threading.Event) -> None:
         with self._lock:
             self.sleeps.append(seconds)
             self.skipped += seconds
-        time.sleep(min(seconds, 0.01))  # still yield, so other threads run as they would while we wait
+        stop.wait(min(seconds, 0.01))  # still yield, so other threads run as they would while we wait
 
 
 class Harness:
