@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from job import __version__
 from job.filters import Filters
@@ -188,6 +188,15 @@ def shown_url(text: str) -> str:
     return f"{scheme.lower()}://{host}" if scheme.isascii() and scheme.isalpha() else "<not a URL>"
 
 
+def redact_url(url: str) -> str:
+    """The URL without user info, query or fragment: safe to print."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return shown_url(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
 _URL_HINT = "use e.g. http://loki-gateway.monitoring:80"
 
 
@@ -234,6 +243,11 @@ def _latin1(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _header_safe(text: str) -> bool:
+    """An HTTP header can carry it: latin-1 and no control character (CR or LF would smuggle a header)."""
+    return _latin1(text) and not any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 # dskit's tenant.ValidTenantID, which Loki applies to X-Scope-OrgID: these characters, at most 150.
@@ -608,7 +622,7 @@ def _check_headers(cfg: Config) -> None:
     if cfg.tenant:
         _check_tenant(cfg.tenant, f"--tenant (or {env_var('tenant')})")
     for flag, value in (("loki-username", cfg.loki_username), ("loki-password", cfg.loki_password)):
-        if any(ord(c) < 32 or ord(c) == 127 for c in value) or not _latin1(value):
+        if not _header_safe(value):
             raise UsageError(f"--{flag} (or {env_var(flag)}) holds a control character or a character outside "
                              "latin-1, which basic auth cannot carry (the value is not shown)")
     if ":" in cfg.loki_username:
@@ -626,4 +640,4 @@ def _check_headers(cfg: Config) -> None:
 
 def valid_token(token: str) -> bool:
     """A bearer token an Authorization header can carry (after stripping surrounding whitespace)."""
-    return bool(token) and _latin1(token) and not any(ord(c) < 32 or ord(c) == 127 for c in token)
+    return bool(token) and _header_safe(token)

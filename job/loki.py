@@ -49,7 +49,7 @@ import requests
 
 from job import __version__, logproto
 from job.clock import Clock
-from job.cmd import Config, shown_url, valid_token
+from job.cmd import Config, redact_url, shown_url, valid_token
 from job.deps import Deps
 from job.lines import Labels
 from job.logs import Redactor
@@ -74,15 +74,6 @@ class PushStats:
     bytes_sent: int = 0
     rejected: int = 0
     retries: int = 0
-
-
-def redact_url(url: str) -> str:
-    """The URL without user info, query or fragment: safe to print."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return shown_url(url)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def push_target(url: str) -> tuple[str, str, tuple[str, str] | None]:

@@ -6,10 +6,9 @@ import logging
 import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from job import __version__
-from job.cmd import Config, UsageError, parse
+from job.cmd import Config, UsageError, parse, redact_url
 from job.failure import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from job.logs import Redactor, setup
 
@@ -116,8 +115,7 @@ def _public(cfg: Config) -> dict[str, object]:
     out["tenant"] = "***" if cfg.tenant else ""
     out["tenant_map"] = [f"{pattern.pattern}=***" for pattern, _ in cfg.tenant_map]
     for key in ("loki_url", "pushgateway_url", "s3_endpoint_url"):
-        parts = urlsplit(out[key])  # validated by cmd.http_url, so this parses
-        out[key] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
+        out[key] = redact_url(out[key])
     out["filters"] = {k: v.pattern for k, v in out["filters"].items() if v is not None}
     return out
 

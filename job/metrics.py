@@ -10,7 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable
 
-from job.cmd import Config
+from job.cmd import Config, redact_url
 
 if TYPE_CHECKING:
     from job.summary import Summary
@@ -27,8 +27,6 @@ def push(cfg: Config, summary: Summary, code: int) -> None:
 
     from prometheus_client import CollectorRegistry, Gauge
     from prometheus_client.exposition import basic_auth_handler, default_handler, push_to_gateway, pushadd_to_gateway
-
-    from job.loki import redact_url
 
     registry = CollectorRegistry()
 
