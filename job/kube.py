@@ -285,23 +285,23 @@ def explain(exc: ApiException, what: str) -> str:
     A proxy or load balancer in front of the API server answers with its own page (HTML, often a
     whole document): only the status, its reason and the page's title are shown.
     """
-    try:
-        obj = json.loads(exc.body)
-    except (TypeError, ValueError):
-        message = (f"{exc.reason or 'no reason given'} ({describe_body(exc.body)}, not an answer of the "
-                   "Kubernetes API: a proxy or load balancer in the way?)")
-    else:
-        found = obj.get("message") if isinstance(obj, dict) else None
-        message = found if isinstance(found, str) and found else exc.reason or "no message"
     hint = ""
     if exc.status == 403:
         hint = "; the service account lacks this permission: apply the RBAC in cronjob.yaml"
     elif exc.status == 401:
         hint = "; the credentials were refused: check the kubeconfig or the service account token"
-    return f"{what} failed: HTTP {exc.status}: {message}{hint}"
+    return f"{what} failed: HTTP {exc.status}: {api_message(exc)}{hint}"
 
 
-LIST_FROM = ("etcd", "cache")
+def api_message(exc: ApiException) -> str:
+    """The API server's own message of an error answer; for a proxy's page, its reason and what it is."""
+    try:
+        obj = json.loads(exc.body)
+    except (TypeError, ValueError):
+        return (f"{exc.reason or 'no reason given'} ({describe_body(exc.body)}, not an answer of the "
+                "Kubernetes API: a proxy or load balancer in the way?)")
+    found = obj.get("message") if isinstance(obj, dict) else None
+    return found if isinstance(found, str) and found else str(exc.reason or "no message")
 
 
 @dataclass
@@ -449,7 +449,7 @@ def _raw_pages(api: client.ApiClient, call: Callable[..., Any], namespace: str |
                 continue
             if exc.status == 504 and source == "cache" and not token:
                 log.warning("the API server's watch cache is behind the previous run's list (%s); "
-                            "listing %s from etcd instead", _message(exc), where)
+                            "listing %s from etcd instead", api_message(exc), where)
                 source = "etcd"
                 continue
             if exc.status == 403:
@@ -512,13 +512,6 @@ def _not_older(rv: str, previous: str) -> bool:
         return False
 
 
-def _message(exc: Any) -> str:
-    try:
-        return str(json.loads(exc.body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return str(exc.reason or f"HTTP {exc.status}")
-
-
 def _forbidden(exc: Any, namespace: str | None) -> str:
     if namespace:
         fix = (f'grant list on events in namespace "{namespace}" (a Role and RoleBinding, see the README\'s '
@@ -526,7 +519,7 @@ def _forbidden(exc: Any, namespace: str | None) -> str:
     else:
         fix = ("apply the ClusterRole that grants list on events (deploy/base), or list chosen namespaces "
                "with --event-namespaces a,b,c and a Role in each")
-    return f"listing events failed: HTTP 403: {_message(exc)}; {fix}"
+    return f"listing events failed: HTTP 403: {api_message(exc)}; {fix}"
 
 
 class _ListMeta(msgspec.Struct):

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from job.kube import KubeError, describe_body, is_status, read_object
+from job.kube import KubeError, api_message, is_status, read_object
 from state.base import CheckpointCorrupt, StoreConflict, StoreError
 
 KEY = "checkpoint"
@@ -125,7 +124,7 @@ class ConfigMapStore:
         hint = ""
         if exc.status == 403:
             hint = f"; grant get and patch on configmaps/{self.cm} in {self.namespace} (see cronjob.yaml)"
-        return f"cannot {verb} checkpoint {self.name}: HTTP {exc.status}: {_message(exc)}{hint}"
+        return f"cannot {verb} checkpoint {self.name}: HTTP {exc.status}: {api_message(exc)}{hint}"
 
 
 def _b64(value: str, where: str) -> bytes:
@@ -134,15 +133,3 @@ def _b64(value: str, where: str) -> bytes:
     except (binascii.Error, ValueError):
         raise CheckpointCorrupt(f"checkpoint {where} is not valid base64; restore a good copy, or start over "
                                 "with --reset-checkpoint") from None
-
-
-def _message(exc: ApiException) -> str:
-    try:
-        obj = json.loads(exc.body)
-    except (TypeError, ValueError):
-        return (f"{exc.reason or 'no reason given'} ({describe_body(exc.body)}, not an answer of the Kubernetes API: "
-                "a proxy or load balancer in the way?)")
-    found = obj.get("message") if isinstance(obj, dict) else None
-    return found if isinstance(found, str) and found else str(exc.reason or "no message")
-
-
