@@ -22,11 +22,10 @@ from job.logs import Redactor
 
 class Router:
     def __init__(self, default: str, table: tuple[tuple[re.Pattern[str], str], ...],
-                 by_label: dict[str, str] | None = None, label: str = "") -> None:
+                 by_label: dict[str, str] | None = None) -> None:
         self.default = default
         self.table = table
         self.by_label = by_label or {}
-        self.label = label
         self._cache: dict[str | None, str] = {}
 
     def __call__(self, namespace: str | None) -> str:
@@ -59,7 +58,7 @@ def router_for(cfg: Config, api: Any, redactor: Redactor | None = None) -> Route
     if redactor is not None:
         for tenant in set(by_label.values()):
             redactor.add(tenant)
-    return Router(cfg.tenant, cfg.tenant_map, by_label, cfg.tenant_label)
+    return Router(cfg.tenant, cfg.tenant_map, by_label)
 
 
 def namespace_labels(api: Any, label: str, timeout: float) -> dict[str, str]:
