@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Harness, legacy_event, series_event
+from tests.conftest import Harness, legacy_event, now, series_event
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
 from tests.test_sync import checkpoint_bytes
@@ -494,6 +494,7 @@ def test_tenant_label_without_list_on_namespaces_names_the_missing_permission(ku
 
 def test_protobuf_push_lands_the_same_entries_as_json(tmp_path: Path) -> None:
     stored = {}
+    t = now()  # one event time for both passes: a second ticking over between them would change the lines
     for push_format in ("json", "protobuf"):
         with KubeAPI() as api, LokiDouble() as loki:
             for kind, name in (("leases", "loki-event-sync"), ("configmaps", "loki-event-sync-checkpoint")):
@@ -502,9 +503,9 @@ def test_protobuf_push_lands_the_same_entries_as_json(tmp_path: Path) -> None:
             h = Harness(api, loki, tmp_path / push_format)
             for i in range(5):
                 e = legacy_event(f"e-{i}.{i}", ns=f"ns-{i % 2}", message=f"naïve ünïcode {i} \"quoted\"",
-                                 uid=f"00000000-0000-4000-8000-00000000000{i}")
+                                 uid=f"00000000-0000-4000-8000-00000000000{i}", last=t)
                 api.put_event(e)
-            api.put_event(series_event("s.1", count=3, uid="00000000-0000-4000-8000-0000000000aa"))
+            api.put_event(series_event("s.1", count=3, uid="00000000-0000-4000-8000-0000000000aa", last=t))
             assert h.run("run", "--push-format", push_format, "--structured-metadata") == 0, h.stderr
             stored[push_format] = [(e.labels, e.ts, e.line, e.metadata) for e in loki.entries()]
             assert loki.media_types == ["application/json" if push_format == "json" else "application/x-protobuf"]
