@@ -16,10 +16,11 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from job import __version__
-from job.filters import Filters
+from job.filters import OWN_EVENTS, Filters
 
 DEFAULT_LEASE_NAME = "loki-event-sync"
 DEFAULT_CHECKPOINT_CONFIGMAP = "loki-event-sync-checkpoint"
+DEFAULT_CRONJOB_NAME = "loki-event-sync"  # cronjob.yaml's
 # The install's namespace: the default for the Lease and the checkpoint, off-cluster too.
 DEFAULT_NAMESPACE = "loki-event-sync"
 MiB = 1024 * 1024
@@ -61,6 +62,10 @@ class Config:
     page_size: int = 500
     event_namespaces: tuple[str, ...] = ()  # () = cluster-wide
     list_from: str = "etcd"
+    own_events: str = "warnings"
+    cronjob_name: str = DEFAULT_CRONJOB_NAME
+    pod_name: str = ""  # HOSTNAME, the running Pod's name in a cluster: not a setting, the job's identity
+    from_cluster: bool = False
     api_timeout: float = 30.0
     push_format: str = "json"
     push_timeout: float = 15.0
@@ -464,6 +469,14 @@ def _switch(p: argparse._ActionsContainer, name: str, env: Mapping[str, str], he
     p.add_argument(f"--{name}", action="store_true", default=default, help=f"{help} [env {var}; default: {default}]")
 
 
+def _own_events(g: argparse._ActionsContainer, env: Mapping[str, str]) -> None:
+    _flag(g, "own-events", env, "the Events about the job's own CronJob, Jobs and Pods: warnings ships only "
+          "their Warnings, all ships them all, none ships none (docs/kubernetes.md)", default="warnings",
+          type=choice(*OWN_EVENTS))
+    _flag(g, "cronjob-name", env, "the job's CronJob, in the job's namespace, whose Jobs and Pods are its own",
+          default=DEFAULT_CRONJOB_NAME, type=k8s_name)
+
+
 def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     g = common.add_argument_group("logging")
@@ -546,6 +559,7 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _flag(g, "list-from", env, "etcd: every list reads the most recent data from etcd; cache: the API server's "
           "watch cache serves it (resourceVersionMatch=NotOlderThan the previous run's list), cheaper for "
           "the API server and etcd, see docs/performance.md", default="etcd", type=choice("etcd", "cache"))
+    _own_events(g, env)
     _flag(g, "event-ttl", env, "the API server's --event-ttl (at most 30d); sets the gap warning and "
           "when out-of-scope ledger entries are forgotten", default=3600.0, type=at_most(30 * _DAY, "30d"),
           show="1h")
@@ -574,7 +588,10 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _flag(st, "output", env, "text or json", default="text", type=choice("text", "json"))
     _flag(st, "event-ttl", env, "the API server's --event-ttl (at most 30d)", default=3600.0,
           type=at_most(30 * _DAY, "30d"), show="1h")
-    pl = sub.add_parser("plan", parents=[common, store], help="cost and risk of a schedule (exit 1: not safe)")
+    pl = sub.add_parser("plan", parents=[common, kube, store], help="cost and risk of a schedule (exit 1: not safe)")
+    _switch(pl, "from-cluster", env, "measure the inputs: the checkpoint's recent runs and one list of the Events "
+            "the API server holds (needs the run's access)")
+    _own_events(pl, env)
     _flag(pl, "schedule", env, "cron expression", default="*/10 * * * *")
     _flag(pl, "events-per-hour", env, "expected events per hour", default=10_000, type=positive_int)
     _flag(pl, "event-ttl", env, "the API server's --event-ttl (at most 30d)", default=3600.0,
@@ -599,7 +616,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> C
     values = vars(ns)
     filters = Filters(**{k: values.pop(k) for k in list(values) if k.startswith(("include_", "exclude_"))})
     values = {k: v for k, v in values.items() if k in Config.__dataclass_fields__ and v is not None}
-    cfg = Config(filters=filters, **values)
+    cfg = Config(filters=filters, pod_name=env.get("HOSTNAME", ""), **values)
     if cfg.command in ("run", "backfill") and not cfg.dry_run and not cfg.loki_url:
         raise UsageError(f"--loki-url (or {env_var('loki-url')}) is required;"
                          " or use --dry-run to print what would be pushed")

@@ -26,6 +26,10 @@ class Summary:
     ledger: int = 0
     gap_seconds: int = 0
     duration_s: float = 0.0
+    cpu_s: float = 0.0  # the process's CPU time (resource.getrusage), start-up included
+    # Occurrence time to the end of the push, over the occurrences shipped: the freshness Loki saw.
+    delay_p50_s: float = 0.0
+    delay_p95_s: float = 0.0
     watermark: str = ""
     # The newest resourceVersion the run's event lists were served at, and whether the list is known
     # complete and no older than the previous run's (job/kube.py Listing); the next run reads it back.

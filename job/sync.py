@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import asdict
+from array import array
+from dataclasses import asdict, replace
 
-from job import checkpointing, gap
+from job import checkpointing, gap, history
 from job.cmd import Config, resolve_time
 from job.connections import Connections
 from job.dedupe import NS, Ledger
 from job.deps import Deps
 from job.events import rfc3339, to_ns
 from job.failure import RunFailed
+from job.filters import OwnEvents
 from job.kube import Listing
 from job.lease import Lease, Renewer
 from job.lines import Formatter
@@ -67,8 +69,10 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
                     max_line_bytes=cfg.max_line_bytes, structured_metadata=cfg.structured_metadata)
     pusher = pusher_for(cfg, deps)
     route = router_for(cfg, conn.api, deps.redactor)
-    # The previous run's list resourceVersion: a watch-cache list must be at least that new.
-    listing = Listing(not_older_than=str((cp.last_run or {}).get("resource_version") or ""))
+    # The last complete list's resourceVersion: a watch-cache list must be at least that new.
+    listing = Listing(not_older_than=cp.list_rv)
+    filters = replace(cfg.filters, own=OwnEvents(conn.namespace(), cfg.cronjob_name, cfg.pod_name, cfg.own_events))
+    stamps = array("q")  # each shipped occurrence's time, for the run's measured delay
     try:
         if existed and not backfill:
             s.gap_seconds = gap.gap_seconds(cp, cfg, now_ns)
@@ -80,12 +84,14 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
         add, labels, line = pusher.add, fmt.labels, fmt.line
         metadata = fmt.metadata if cfg.structured_metadata else None
         for page in pages(cfg, conn, deps, listing):
-            for e, ts_ns, new, skew in select(page, ledger, cfg.filters, s):
+            for e, ts_ns, new, skew in select(page, ledger, filters, s):
+                stamps.append(ts_ns)
                 add(labels(e, hour_bucket(ts_ns) if backfill else "") + skew, ts_ns, line(e, new),
                     metadata(e) if metadata else None, route(e.meta.namespace) if route else None)
             if progress:
                 progress.show(s)
         pusher.flush()
+        s.delay_p50_s, s.delay_p95_s = history.delays(stamps, to_ns(deps.clock.now()))
         if progress:
             progress.done()
     finally:
@@ -103,6 +109,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     s.ledger = len(cp.ledger)
     s.watermark = rfc3339(cp.watermark_ns)
     s.duration_s = round(deps.clock.monotonic() - started, 3)
+    s.cpu_s = round(history.cpu_s(), 3)
     if cfg.dry_run:
         log.info("**DRY-RUN**: would push %d lines in %d requests; nothing was written", s.lines, st.batches)
         return 0
@@ -110,6 +117,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
         raise RunFailed(f"{lease.where} was lost during the run; not saving the checkpoint "
                         "(the next run re-sends, and Loki drops the duplicates)")
     cp.last_success_ns = to_ns(deps.clock.now())
-    cp.last_run = {k: v for k, v in asdict(s).items() if k != "watermark"}
+    cp.last_run = {k: v for k, v in asdict(s).items() if k not in ("watermark", "resource_version")}
+    history.record(cp, s, cp.last_success_ns)
     store.save(checkpointing.fit(cp, ledger, store, s), version)
     return 0
