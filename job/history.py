@@ -70,6 +70,7 @@ def figures(history: list[list[int]]) -> dict[str, Any]:
         "span_h": span_h,
         "new_per_hour": sum(r["new"] for r in rs[1:]) / span_h if per_hour else None,
         "listed_per_run": median("listed"),
+        "new_per_run": median("new"),
         "bytes_per_event": sum(r["list_bytes"] for r in rs) / listed if listed else None,
         "run_s": median("duration_ms") / 1000,
         "cpu_s_per_run": median("cpu_ms") / 1000,

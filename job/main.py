@@ -65,7 +65,7 @@ def _dispatch(cfg: Config, d: Deps, redact: Redactor) -> int:
     if cfg.command == "plan":
         from job import plan
 
-        return plan.main(cfg, d.stdout, d.clock.now())
+        return plan.main(cfg, d.stdout, d.clock.now(), d)
     if cfg.command == "manifest":
         from job import manifest
 

@@ -39,14 +39,18 @@ events older than the moved horizon are never shipped).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
 import math
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from job.cmd import Config, UsageError
 from job.dedupe import PRUNE_MARGIN_S
+
+if TYPE_CHECKING:
+    from job.deps import Deps
 
 # --- model constants ----------------------------------------------------------------------------------
 # CPU model, fitted to `python -m bench` (docs/performance.md; three runs, 2-core build machine, lean
@@ -78,6 +82,20 @@ CONFIGMAP_CAPACITY = int((CONFIGMAP_LIMIT - CONFIGMAP_HEADROOM) / CHECKPOINT_BYT
 RULER_INTERVAL_S = 60
 RETRY_BUDGET_S = 120
 ALERT_SLACK_S = RULER_INTERVAL_S + RETRY_BUDGET_S
+
+# The CronJob machinery's own work per run (docs/kubernetes.md, "What a CronJob run costs the cluster"):
+# the Events the CronJob, Job and Pod controllers and the kubelet record about the run, and the
+# object writes they make (creates, status updates, the pod's binding, finalizer, history deletes).
+OWN_EVENTS_PER_RUN = 9
+OWN_API_WRITES_PER_RUN = 14
+# The node's time for a pod start, image cached: from the job's own interpreter and client start-up
+# (CPU_S_PER_RUN, measured) to SIG Scalability's pod start-up SLO, 5 s at the 99th percentile.
+POD_START_NODE_S = (CPU_S_PER_RUN, 5.0)
+# A daemon instead: the API server ends each watch after 30 to 60 minutes (--min-request-timeout 1800 s,
+# times 1 to 2), and client-go's leader election renews its Lease every RetryPeriod, 2 s.
+DAEMON_WATCH_REQUESTS_PER_DAY = (24, 48)
+DAEMON_LEASE_WRITES_PER_DAY = 43_200
+COMPARED = ("*/5 * * * *", "*/10 * * * *", "*/15 * * * *", "*/30 * * * *")
 
 HORIZON = dt.timedelta(days=7)  # a week covers every hour-of-day and day-of-week pattern
 # Kubernetes' cron parser (robfig/cron ParseStandard) takes five fields or one of these.
@@ -112,30 +130,99 @@ def store_kind(state: str) -> str:
     return scheme or "configmap"
 
 
-def evaluate(cfg: Config, start: dt.datetime) -> dict[str, Any]:
-    """Every figure of the plan, by the formulas in the module docstring."""
+def evaluate(cfg: Config, start: dt.datetime, measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every figure of the plan, by the formulas in the module docstring; ``measured`` from job/measure.py."""
     times = run_times(cfg.schedule, start)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     runs_per_day = sum(1 for t in times if t <= start + HORIZON) / HORIZON.days
     longest, shortest, mean = max(gaps), min(gaps), sum(gaps) / len(gaps)
-    rate, ttl, deadline = cfg.events_per_hour, cfg.event_ttl, cfg.active_deadline
-    new_per_run = rate * mean / 3600
-    listed_per_run = rate * ttl / 3600
-    kind = store_kind(cfg.state)
-    requests = max(1, math.ceil(listed_per_run / cfg.page_size)) + RUN_REQUESTS
-    requests += CONFIGMAP_REQUESTS if kind == "configmap" else 0
-    pages = max(1, math.ceil(listed_per_run / cfg.page_size))
-    if cfg.list_from == "cache":
-        requests += 1
-        etcd_reads = {"before_1_34": pages, "from_1_34": 0}  # older servers are listed from etcd, with a warning
-    else:
-        etcd_reads = {"before_1_34": pages, "from_1_34": 1}
-    cpu_per_run = CPU_S_PER_RUN + listed_per_run * CPU_S_PER_EVENT + new_per_run * CPU_S_PER_NEW_EVENT
-    run_s = cpu_per_run
+    ttl, deadline, kind = cfg.event_ttl, cfg.active_deadline, store_kind(cfg.state)
+    p = _inputs(cfg, mean, measured)
+    pages = max(1, math.ceil(p["listed_per_run"] / cfg.page_size))
+    requests = pages + RUN_REQUESTS + (CONFIGMAP_REQUESTS if kind == "configmap" else 0)
+    requests += 1 if cfg.list_from == "cache" else 0  # GET /version, to know the cache can page
+    # Older servers list from etcd whatever was asked, with a warning.
+    etcd_reads = {"before_1_34": pages, "from_1_34": 0 if cfg.list_from == "cache" else 1}
+    run_s, margin = p["run_s"], ttl - (longest + deadline)
+    p.update({
+        "schedule": cfg.schedule, "event_ttl_s": ttl, "active_deadline_s": deadline, "page_size": cfg.page_size,
+        "store": kind, "runs_per_day": runs_per_day, "longest_gap_s": longest, "shortest_gap_s": shortest,
+        "api_requests_per_run": requests, "api_requests_per_day": requests * runs_per_day,
+        "list_from": cfg.list_from, "etcd_reads_per_run": etcd_reads,
+        "bytes_listed_per_run": p["listed_per_run"] * p["bytes_per_event"],
+        "bytes_listed_per_day": p["listed_per_run"] * p["bytes_per_event"] * runs_per_day,
+        "cpu_s_per_day": p["cpu_s_per_run"] * runs_per_day,
+        "daemon_cpu_s_per_day": DAEMON_CPU_S_PER_DAY, "daemon_events_per_hour": DAEMON_EVENTS_PER_HOUR,
+        "expected_delay_s": sum(g * g for g in gaps) / (2 * sum(gaps)) + run_s,
+        "worst_case_delay_s": longest + deadline,
+        "margin_s": margin,
+        "min_alert_window_s": math.ceil((longest + run_s + ALERT_SLACK_S) / 60) * 60,
+        "worst_case_alert_window_s": longest + deadline + RULER_INTERVAL_S,
+        "gap_alert_window_s": math.ceil((ttl + run_s + ALERT_SLACK_S) / 60) * 60,
+        "own": _own_cost(runs_per_day),
+    })
+    if kind != "configmap":
+        p["ledger_capacity"] = None
+    problems = _problems(p)
+    p.update(ok=not problems, problems=problems)
+    return p
+
+
+def _inputs(cfg: Config, mean_gap: float, measured: dict[str, Any] | None) -> dict[str, Any]:
+    """Rate, list size, run cost and ledger: from the flags, or measured where the cluster says more.
+
+    Measured, a run's CPU and time are the median recorded run's, moved by the new occurrences this
+    schedule ships per run instead of the recorded runs' (the list costs every schedule the same); the
+    Events the API server holds are the ones listed now, with the job's own re-counted for this
+    schedule's runs.
+    """
+    ttl = cfg.event_ttl
+    hist = (measured or {}).get("history") or {}
+    rate = float(cfg.events_per_hour)
+    listed = rate * ttl / 3600
+    bytes_per_event, per_entry = float(BYTES_PER_LISTED_EVENT), CHECKPOINT_BYTES_PER_ENTRY
     ledger = rate * (ttl + PRUNE_MARGIN_S) / 3600
-    capacity = CONFIGMAP_CAPACITY if kind == "configmap" else None
-    margin = ttl - (longest + deadline)
-    window = math.ceil((longest + run_s + ALERT_SLACK_S) / 60) * 60
+    if measured is not None:
+        held = measured["events_held"] - measured["own_events_held"] + OWN_EVENTS_PER_RUN * ttl / mean_gap
+        rate = hist.get("new_per_hour") or measured["events_held"] * 3600 / ttl
+        listed = held
+        bytes_per_event = measured["bytes_per_event"] or bytes_per_event
+        if measured["ledger_entries"]:
+            per_entry = measured["checkpoint_bytes"] / measured["ledger_entries"]
+        # The ledger forgets after TTL + margin: growth seen now can last at most that long.
+        growth = max(0.0, hist.get("ledger_growth_per_h") or 0.0)
+        ledger = max(held * (ttl + PRUNE_MARGIN_S) / ttl,
+                     measured["ledger_entries"] + growth * (ttl + PRUNE_MARGIN_S) / 3600)
+    new = rate * mean_gap / 3600
+    cpu = CPU_S_PER_RUN + listed * CPU_S_PER_EVENT + new * CPU_S_PER_NEW_EVENT
+    run_s = cpu
+    if hist:
+        moved = (new - hist["new_per_run"]) * CPU_S_PER_NEW_EVENT
+        cpu, run_s = max(0.0, hist["cpu_s_per_run"] + moved), max(0.0, hist["run_s"] + moved)
+    return {
+        "measured": measured is not None, "events_per_hour": rate, "new_per_run": new, "listed_per_run": listed,
+        "bytes_per_event": bytes_per_event, "cpu_s_per_run": cpu, "run_s": run_s,
+        "longest_run_s": max(run_s, hist.get("longest_run_s", 0.0)), "ledger_entries": ledger,
+        "checkpoint_bytes": ledger * per_entry,
+        "ledger_capacity": int((CONFIGMAP_LIMIT - CONFIGMAP_HEADROOM) / per_entry),
+    }
+
+
+def _own_cost(runs_per_day: float) -> dict[str, Any]:
+    """What the CronJob machinery itself does per run and per day (docs/kubernetes.md), and a daemon's."""
+    return {
+        "events_per_run": OWN_EVENTS_PER_RUN, "events_per_day": OWN_EVENTS_PER_RUN * runs_per_day,
+        "api_writes_per_run": OWN_API_WRITES_PER_RUN, "api_writes_per_day": OWN_API_WRITES_PER_RUN * runs_per_day,
+        "pod_start_node_s": list(POD_START_NODE_S),
+        "pod_start_node_s_per_day": [x * runs_per_day for x in POD_START_NODE_S],
+        "daemon_watch_requests_per_day": list(DAEMON_WATCH_REQUESTS_PER_DAY),
+        "daemon_lease_writes_per_day": DAEMON_LEASE_WRITES_PER_DAY,
+    }
+
+
+def _problems(p: dict[str, Any]) -> list[str]:
+    longest, shortest, ttl, deadline = p["longest_gap_s"], p["shortest_gap_s"], p["event_ttl_s"], p["active_deadline_s"]
+    margin, ledger, capacity = p["margin_s"], p["ledger_entries"], p["ledger_capacity"]
     problems = []
     if margin <= 0:
         problems.append(f"the longest gap ({_minutes(longest)} min) plus a run as long as activeDeadlineSeconds "
@@ -144,56 +231,92 @@ def evaluate(cfg: Config, start: dt.datetime) -> dict[str, Any]:
     if deadline >= shortest:
         problems.append(f"activeDeadlineSeconds ({deadline:.0f}s) is not below the shortest interval "
                         f"({shortest:.0f}s): a stuck run overlaps the next, which is then skipped; lower it")
+    elif p["longest_run_s"] >= shortest:
+        problems.append(f"a run took {p['longest_run_s']:.0f}s, not less than the shortest interval ({shortest:.0f}s): "
+                        "runs overlap and the next is skipped; run less often")
     if capacity is not None and ledger > capacity:
         problems.append(f"{ledger:.0f} ledger entries exceed the ConfigMap checkpoint's capacity ({capacity}, "
                         f"about {capacity * 3600 / (ttl + PRUNE_MARGIN_S):.0f} events/h at this TTL): "
-                        "early pruning would skip events; use --state s3://BUCKET/KEY")
-    return {
-        "schedule": cfg.schedule,
-        "events_per_hour": rate,
-        "event_ttl_s": ttl,
-        "active_deadline_s": deadline,
-        "page_size": cfg.page_size,
-        "store": kind,
-        "runs_per_day": runs_per_day,
-        "longest_gap_s": longest,
-        "shortest_gap_s": shortest,
-        "new_per_run": new_per_run,
-        "listed_per_run": listed_per_run,
-        "api_requests_per_run": requests,
-        "api_requests_per_day": requests * runs_per_day,
-        "list_from": cfg.list_from,
-        "etcd_reads_per_run": etcd_reads,
-        "bytes_listed_per_run": listed_per_run * BYTES_PER_LISTED_EVENT,
-        "bytes_listed_per_day": listed_per_run * BYTES_PER_LISTED_EVENT * runs_per_day,
-        "cpu_s_per_run": cpu_per_run,
-        "cpu_s_per_day": cpu_per_run * runs_per_day,
-        "daemon_cpu_s_per_day": DAEMON_CPU_S_PER_DAY,
-        "daemon_events_per_hour": DAEMON_EVENTS_PER_HOUR,
-        "run_s": run_s,
-        "expected_delay_s": sum(g * g for g in gaps) / (2 * sum(gaps)) + run_s,
-        "worst_case_delay_s": longest + deadline,
-        "ledger_entries": ledger,
-        "ledger_capacity": capacity,
-        "checkpoint_bytes": ledger * CHECKPOINT_BYTES_PER_ENTRY,
-        "margin_s": margin,
-        "min_alert_window_s": window,
-        "worst_case_alert_window_s": longest + deadline + RULER_INTERVAL_S,
-        "gap_alert_window_s": math.ceil((ttl + run_s + ALERT_SLACK_S) / 60) * 60,
-        "ok": not problems,
-        "problems": problems,
-    }
+                        "the store would fill and early pruning would skip events; use --state s3://BUCKET/KEY")
+    return problems
 
 
-def main(cfg: Config, out: IO[str], now: dt.datetime) -> int:
-    p = evaluate(cfg, now.astimezone(dt.timezone.utc).replace(second=0, microsecond=0))
+def main(cfg: Config, out: IO[str], now: dt.datetime, deps: Deps | None = None) -> int:
+    start = now.astimezone(dt.timezone.utc).replace(second=0, microsecond=0)
+    if cfg.from_cluster and deps is not None:
+        from job.measure import measure
+
+        return _compare(cfg, out, start, measure(cfg, deps))
+    p = evaluate(cfg, start)
     if cfg.output == "json":
         out.write(json.dumps(p, indent=2) + "\n")
-        return 0 if p["ok"] else 1
+    else:
+        _table(out, _rows(cfg, p))
+    return 0 if p["ok"] else 1
+
+
+def _compare(cfg: Config, out: IO[str], start: dt.datetime, measured: dict[str, Any]) -> int:
+    """The measured figures, then every schedule of COMPARED and the configured one side by side."""
+    schedules = list(dict.fromkeys([*COMPARED, cfg.schedule]))
+    plans = [evaluate(dataclasses.replace(cfg, schedule=s), start, measured) for s in schedules]
+    configured = plans[-1] if cfg.schedule not in COMPARED else plans[COMPARED.index(cfg.schedule)]
+    if cfg.output == "json":
+        out.write(json.dumps({"measured": measured, "configured": cfg.schedule, "plans": plans}, indent=2) + "\n")
+        return 0 if configured["ok"] else 1
+    _table(out, _measured_rows(measured))
+    out.write("\n")
+    _table(out, [("schedule", *[p["schedule"] + (" (configured)" if p is configured else "") for p in plans]),
+                 *[(key, *[fmt(p) for p in plans]) for key, fmt in _COLUMNS],
+                 ("verdict", *["OK" if p["ok"] else "NOT OK" for p in plans])])
+    for p in plans:
+        for problem in p["problems"]:
+            out.write(f"NOT OK {p['schedule']}: {problem}\n")
+    return 0 if configured["ok"] else 1
+
+
+def _measured_rows(m: dict[str, Any]) -> list[tuple[str, ...]]:
+    h = m["history"]
+    rows = [("measured", f"{m['store']}: {h.get('runs', 0)} recorded runs over {_num(h.get('span_h', 0))} h; "
+                         f"{m['events_held']} Events held now ({m['own_events_held']} the job's own)")]
+    if h:
+        rate = "n/a (one run)" if h["new_per_hour"] is None else f"{_num(h['new_per_hour'])}/h"
+        growth = h["ledger_growth_per_h"]
+        rows += [("new occurrences", rate),
+                 ("run", f"{_num(h['run_s'])} s, {_num(h['cpu_s_per_run'])} CPU-s (median run)"),
+                 ("delay to Loki", f"median {_num(h['delay_p50_s'])} s, p95 {_num(h['delay_p95_s'])} s (measured)"),
+                 ("ledger", f"{m['ledger_entries']} entries, {_num(m['checkpoint_bytes'] / 1024)} KiB, "
+                            f"{'n/a' if growth is None else _num(growth)} entries/h growth")]
+    rows += [("bytes per Event", "n/a" if m["bytes_per_event"] is None else _num(m["bytes_per_event"])),
+             ("repeats", f"{_num(100 * m['repeat_share'])}% of occurrences are an Event's count above 1"),
+             ("busiest namespaces", ", ".join(f"{k} {v}" for k, v in m["busiest_namespaces"]) or "none"),
+             ("busiest reasons", ", ".join(f"{k} {v}" for k, v in m["busiest_reasons"]) or "none")]
+    return rows
+
+
+_COLUMNS: list[tuple[str, Any]] = [
+    ("runs per day", lambda p: _num(p["runs_per_day"])),
+    ("longest gap (min)", lambda p: _minutes(p["longest_gap_s"])),
+    ("expected delay (min)", lambda p: _minutes(p["expected_delay_s"])),
+    ("worst delay (min)", lambda p: _minutes(p["worst_case_delay_s"])),
+    ("new per run", lambda p: _num(p["new_per_run"])),
+    ("listed per run", lambda p: _num(p["listed_per_run"])),
+    ("API requests/day", lambda p: _num(p["api_requests_per_day"])),
+    ("own Events/day", lambda p: _num(p["own"]["events_per_day"])),
+    ("own API writes/day", lambda p: _num(p["own"]["api_writes_per_day"])),
+    ("pod starts: node s/day", lambda p: "-".join(_num(x) for x in p["own"]["pod_start_node_s_per_day"])),
+    ("CPU s/run", lambda p: f"{p['cpu_s_per_run']:.2f}"),
+    ("CPU s/day", lambda p: _num(p["cpu_s_per_day"])),
+    ("ledger entries", lambda p: _num(p["ledger_entries"])),
+    ("margin (min)", lambda p: _minutes(p["margin_s"])),
+]
+
+
+def _rows(cfg: Config, p: dict[str, Any]) -> list[tuple[str, ...]]:
     verdict = (f"OK: margin {_minutes(p['margin_s'])} minutes before unseen events expire" if p["ok"]
                else "NOT OK: " + "; ".join(p["problems"]))
     capacity = "no limit" if p["ledger_capacity"] is None else f"capacity {p['ledger_capacity']}"
-    rows = [
+    own = p["own"]
+    return [
         ("schedule", f"{cfg.schedule} (UTC, next 7 days)"),
         ("runs per day", _num(p["runs_per_day"])),
         ("longest gap", f"{_minutes(p['longest_gap_s'])} min (shortest {_minutes(p['shortest_gap_s'])} min)"),
@@ -206,6 +329,11 @@ def main(cfg: Config, out: IO[str], now: dt.datetime) -> int:
         ("etcd reads", f"{p['etcd_reads_per_run']['from_1_34']} per run on Kubernetes 1.34+, "
                        f"{p['etcd_reads_per_run']['before_1_34']} before (--list-from {p['list_from']})"),
         ("bytes listed", f"{_mb(p['bytes_listed_per_run'])} MB per run, {_mb(p['bytes_listed_per_day'])} MB per day"),
+        ("CronJob itself", f"{own['events_per_run']} Events and {own['api_writes_per_run']} API writes per run "
+                           f"({_num(own['events_per_day'])} and {_num(own['api_writes_per_day'])} per day), a pod "
+                           f"start of {'-'.join(_num(x) for x in POD_START_NODE_S)} s on a node; a daemon: "
+                           f"{'-'.join(map(str, DAEMON_WATCH_REQUESTS_PER_DAY))} watch requests a day, "
+                           f"{DAEMON_LEASE_WRITES_PER_DAY} Lease writes if it elects a leader"),
         ("CPU per day", f"{_num(p['cpu_s_per_day'])} s ({_num(p['cpu_s_per_run'])} s per run); an always-on "
                         f"daemon: about {_num(DAEMON_CPU_S_PER_DAY)} s at {DAEMON_EVENTS_PER_HOUR}/h"),
         ("ledger", f"{_num(p['ledger_entries'])} entries, {_mb(p['checkpoint_bytes'])} MB "
@@ -215,10 +343,12 @@ def main(cfg: Config, out: IO[str], now: dt.datetime) -> int:
                          f">= {_minutes(p['gap_alert_window_s'])}m)"),
         ("verdict", verdict),
     ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        out.write(f"{key:<{width}}  {value}\n")
-    return 0 if p["ok"] else 1
+
+
+def _table(out: IO[str], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.write("  ".join(f"{v:<{w}}" for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
 def _minutes(seconds: float) -> str:
