@@ -72,7 +72,7 @@ def _dispatch(cfg: Config, d: Deps, redact: Redactor) -> int:
         return manifest.main(cfg, d)
     if cfg.command == "status":
         from job.kube import KubeError
-        from job.status import status
+        from job.status import render, status
         from state import StoreError
 
         try:
@@ -83,8 +83,7 @@ def _dispatch(cfg: Config, d: Deps, redact: Redactor) -> int:
         if cfg.output == "json":
             d.stdout.write(json.dumps(info, indent=2) + "\n")
         else:
-            for k, v in info.items():
-                d.stdout.write(f"{k}: {v}\n")
+            d.stdout.write(render(info))
         return EXIT_OK
     log.info("loki-event-sync %s starting %s", __version__, cfg.command,
              extra={"fields": {"config": redact(json.dumps(_public(cfg), default=str))}})
