@@ -30,7 +30,7 @@ PAST_S, FUTURE_S = 10 * _YEAR_S, _YEAR_S
 # The short history of runs (job/history.py says what each number is): at most this many records of
 # at most this many non-negative integers, a few hundred bytes in all. A history that breaks these
 # bounds is dropped on decode, never a reason to refuse the checkpoint: it is a report, not state.
-HISTORY_RUNS, HISTORY_FIELDS = 12, 12
+HISTORY_RUNS, HISTORY_FIELDS = 8, 12
 
 
 class StoreError(Exception):
@@ -61,7 +61,9 @@ class Checkpoint:
     last_success_ns: int | None = None
     last_run: dict[str, Any] = field(default_factory=dict)
     listed_ns: int = 0  # job clock at the start of the last complete API list this ledger reflects
-    list_rv: str = ""  # that list's resourceVersion: a later list that is older never forgets anything
+    # The newest list resourceVersion the ledger reflects: the next watch-cache list's floor, and a
+    # later list that is older never forgets anything.
+    list_rv: str = ""
     scope: str = ""  # what that list could contain (field selector, namespaces): absence means deletion
     scope_since_ns: int = 0  # when the scope last changed; entries recorded before it are out of scope
     history: list[list[int]] = field(default_factory=list)  # the last runs, oldest first (job/history.py)

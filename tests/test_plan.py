@@ -271,3 +271,28 @@ def test_from_cluster_is_not_ok_where_the_ledgers_growth_would_fill_the_configma
     for p in got["plans"]:
         assert p["ledger_entries"] == pytest.approx(projected) and p["ledger_capacity"] == capacity
         assert not p["ok"] and any("the store would fill" in r for r in p["problems"])
+
+
+def test_each_run_records_its_cpu_and_measured_delay_and_status_shows_the_recent_runs(h: Any) -> None:
+    from tests.conftest import STATE, legacy_event, now
+
+    ran_at = now()
+    for i in range(4):  # occurred 2 minutes before the push (the injected clock stands still in a run)
+        h.kube.put_event(legacy_event(f"a-{i}.{i}", last=ran_at - dt.timedelta(seconds=120 + 60 * i)))
+    assert h.run(clock=lambda: ran_at) == 0
+    h.kube.put_event(legacy_event("late.1", last=ran_at))
+    later = ran_at + dt.timedelta(minutes=10)
+    assert h.run(clock=lambda: later) == 0
+    raw = ["status", "--kubeconfig", h.kubeconfig, "--state", STATE]
+    assert h.run(raw=[*raw, "--output", "json"], clock=lambda: later) == 0
+    info = json.loads(h.stdout)
+    last = info["last_run"]
+    assert last["cpu_s"] > 0 and (last["delay_p50_s"], last["delay_p95_s"]) == (600, 600)
+    assert "resource_version" not in last  # the floor lives in the checkpoint's list_rv alone
+    recent = info["recent_runs"]
+    # Run 1: delays 120, 180, 240, 300 s: median (nearest rank) 180, p95 300. Run 2: one at 600 s.
+    assert recent["runs"] == 2 and recent["new_per_hour"] == pytest.approx(1 / (10 / 60))
+    assert recent["delay_p50_s"] == (180 + 600) / 2 and recent["delay_p95_s"] == 600
+    assert h.run(raw=raw, clock=lambda: later) == 0
+    assert row(h.stdout, "delay to Loki").startswith("median 390 s, p95 600 s")
+    assert row(h.stdout, "ledger") == "5 entries"
