@@ -47,15 +47,12 @@ class OwnEvents:
         if self.keep == "all" or e.meta.namespace != self.namespace:  # the usual case, decided at once
             return True
         obj = e.obj
-        name = getattr(obj, "name", False)  # a list's head has no name: decided on the full decode
-        if name is False or obj.namespace != self.namespace or not self.is_own(obj.kind or "",
-                                                                               getattr(obj, "apiVersion", ""), name):
+        name = getattr(obj, "name", None)  # a list's head has no name: decided on the full decode
+        if not name or obj.namespace != self.namespace or not self.is_own(obj.kind, obj.apiVersion, name):
             return True
         return self.keep == "warnings" and e.type == "Warning"
 
-    def is_own(self, kind: str, api_version: str | None, name: str | None) -> bool:
-        if not name:
-            return False
+    def is_own(self, kind: str | None, api_version: str | None, name: str) -> bool:
         if kind == "CronJob" and api_version == "batch/v1":
             return name == self.cronjob
         if kind == "Job" and api_version == "batch/v1":

@@ -52,7 +52,8 @@ def render(info: dict[str, Any]) -> str:
     rows = [
         ("checkpoint", f"{info['store']} ({info['bytes']} bytes)"),
         ("last success", f"{info['last_success']}" + ("" if ago is None else f", {ago} s ago")
-                         + (" (STALE: older than the event TTL, events may have expired unseen)" if info["stale"] else "")),
+                         + (" (STALE: older than the event TTL: events may have expired unseen)"
+                            if info["stale"] else "")),
         ("watermark", info["watermark"]),
         ("ledger", f"{info['ledger_entries']} entries"
                    + (f", prune horizon {info['prune_horizon']}" if info["prune_horizon"] != _EPOCH else "")),

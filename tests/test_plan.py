@@ -296,3 +296,16 @@ def test_each_run_records_its_cpu_and_measured_delay_and_status_shows_the_recent
     assert h.run(raw=raw, clock=lambda: later) == 0
     assert row(h.stdout, "delay to Loki").startswith("median 390 s, p95 600 s")
     assert row(h.stdout, "ledger") == "5 entries"
+
+
+@pytest.mark.parametrize("schedule", model.COMPARED)
+@pytest.mark.parametrize("start", [NOW, NOW + dt.timedelta(minutes=7), NOW + dt.timedelta(hours=5, minutes=30)])
+def test_the_compared_schedules_run_exactly_when_croniter_says(schedule: str, start: dt.datetime) -> None:
+    from croniter import croniter
+
+    times = model.run_times(schedule, start, dt.timedelta(days=1))
+    it = croniter(schedule, start)
+    expected = [it.get_next(dt.datetime)]
+    while len(expected) < 2 or expected[-1] < start + dt.timedelta(days=1):
+        expected.append(it.get_next(dt.datetime))
+    assert times == expected
