@@ -108,9 +108,10 @@ _EXAMPLE = '"*/10 * * * *"'
 def run_times(schedule: str, start: dt.datetime, horizon: dt.timedelta = HORIZON) -> list[dt.datetime]:
     """The runs over ``horizon`` from start, plus the first one after; UsageError for a bad schedule."""
     text = schedule.strip()
+    times: list[dt.datetime] = []
     step = _EVERY.get(text)
     if step is not None:  # the COMPARED schedules, as croniter runs them, without importing it (0.1 CPU-s)
-        times = [start + dt.timedelta(minutes=step - start.minute % step)]
+        times.append(start + dt.timedelta(minutes=step - start.minute % step))
         while len(times) < 2 or times[-1] < start + horizon:
             times.append(times[-1] + dt.timedelta(minutes=step))
         return times
@@ -122,7 +123,6 @@ def run_times(schedule: str, start: dt.datetime, horizon: dt.timedelta = HORIZON
         raise UsageError(f"--schedule {schedule!r} is not a valid CronJob schedule; use five fields, "
                          f"e.g. {_EXAMPLE}")
     it = croniter(text, start)
-    times: list[dt.datetime] = []
     try:
         # Include the first run past the horizon (and at least two runs), so the last gap counts too.
         while len(times) < 2 or times[-1] < start + horizon:
