@@ -31,11 +31,28 @@ hour); T = --event-ttl; D = --active-deadline; P = --page-size.
     worst-case window  G + D + RULER_INTERVAL_S      also covers a run as slow as its deadline
     gap-marker window  T + W + ALERT_SLACK_S, rounded up to a minute
                        a gap marker's time is its run's time minus T, so it lands about one TTL in the past
+    the CronJob itself OWN_EVENTS_PER_RUN Events and OWN_API_WRITES_PER_RUN writes per run, R times a day;
+                       a pod start's node time POD_START_NODE_S; a daemon's watch requests and Lease writes
+
+With --from-cluster (job/measure.py, job/history.py) the inputs are measured instead: H = the Events
+the API server holds now, H_own = the job's own among them, the checkpoint's recorded runs (up to
+state.base.HISTORY_RUNS) with n_i new occurrences, and its ledger (E_now entries, S bytes).
+
+    r                  sum(n_i, i > 1) / (last end - first end)   else H * 3600 / T with one run
+    listed per run     L = H - H_own + OWN_EVENTS_PER_RUN * T / g_mean   the job's own re-counted per schedule
+    CPU per run, W     the median recorded run's, + (N - its new) * CPU_S_PER_NEW_EVENT
+    bytes listed/run   L * (list bytes / H)
+    ledger entries     E = max(L * (T + PRUNE_MARGIN_S) / T, E_now + growth/h * (T + PRUNE_MARGIN_S) / 3600)
+                       growth is the recorded ledger's slope; it can last at most one retention window
+    capacity           (CONFIGMAP_LIMIT - CONFIGMAP_HEADROOM) / (S / E_now)   the checkpoint's own bytes per entry
+
+and every schedule of COMPARED is planned beside the configured one.
 
 The plan is NOT OK when the margin is not positive (the longest gap plus a run reaches the TTL), when
-D is not below g_min (a stuck run collides with the next one, which is then skipped), or when E
-exceeds the chosen store's capacity (the job must then prune entries the API server still holds, and
-events older than the moved horizon are never shipped).
+D is not below g_min (a stuck run collides with the next one, which is then skipped), when a recorded
+run took g_min or longer (runs overlap), or when E exceeds the chosen store's capacity (the store
+would fill: the job must then prune entries the API server still holds, and events older than the
+moved horizon are never shipped).
 """
 from __future__ import annotations
 
@@ -85,16 +102,16 @@ RETRY_BUDGET_S = 120
 ALERT_SLACK_S = RULER_INTERVAL_S + RETRY_BUDGET_S
 
 # The CronJob machinery's own work per run (docs/kubernetes.md, "What a CronJob run costs the cluster"):
-# the Events the CronJob, Job and Pod controllers and the kubelet record about the run, and the
-# object writes they make (creates, status updates, the pod's binding, finalizer, history deletes).
+# the Events the CronJob and Job controllers, the scheduler and the kubelet record about the run, and
+# the object writes they make (creates, status updates, the binding, the finalizer, history deletes).
 OWN_EVENTS_PER_RUN = 9
-OWN_API_WRITES_PER_RUN = 14
+OWN_API_WRITES_PER_RUN = 15
 # The node's time for a pod start, image cached: from the job's own interpreter and client start-up
 # (CPU_S_PER_RUN, measured) to SIG Scalability's pod start-up SLO, 5 s at the 99th percentile.
 POD_START_NODE_S = (CPU_S_PER_RUN, 5.0)
-# A daemon instead: the API server ends each watch after 30 to 60 minutes (--min-request-timeout 1800 s,
-# times 1 to 2), and client-go's leader election renews its Lease every RetryPeriod, 2 s.
-DAEMON_WATCH_REQUESTS_PER_DAY = (24, 48)
+# A daemon instead: a client-go informer re-opens its watch every 5 to 10 minutes (the reflector's
+# minWatchTimeout, 5 min, times 1 to 2), and leader election renews its Lease every RetryPeriod, 2 s.
+DAEMON_WATCH_REQUESTS_PER_DAY = (144, 288)
 DAEMON_LEASE_WRITES_PER_DAY = 43_200
 _EVERY = {"*/5 * * * *": 5, "*/10 * * * *": 10, "*/15 * * * *": 15, "*/30 * * * *": 30}  # minutes
 COMPARED = tuple(_EVERY)

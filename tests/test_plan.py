@@ -229,7 +229,7 @@ def test_from_cluster_derives_every_measured_figure_from_the_history_and_the_lis
     # The held Events are listed, the job's own re-counted for each schedule: 9 a run, one TTL's worth.
     assert ten["listed_per_run"] == pytest.approx(30 + 9 * 6)
     assert by["*/5 * * * *"]["listed_per_run"] == pytest.approx(30 + 9 * 12)
-    assert ten["own"]["events_per_day"] == 9 * 144 and ten["own"]["api_writes_per_day"] == 14 * 144
+    assert ten["own"]["events_per_day"] == 9 * 144 and ten["own"]["api_writes_per_day"] == 15 * 144
     assert ten["ledger_capacity"] == int((model.CONFIGMAP_LIMIT - model.CONFIGMAP_HEADROOM) / (len(data) / 100))
     # The default activeDeadlineSeconds (540 s) is longer than */5's interval.
     assert [p["ok"] for p in got["plans"]] == [False, True, True, True]
