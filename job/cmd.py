@@ -469,10 +469,12 @@ def _switch(p: argparse._ActionsContainer, name: str, env: Mapping[str, str], he
     p.add_argument(f"--{name}", action="store_true", default=default, help=f"{help} [env {var}; default: {default}]")
 
 
-def _own_events(g: argparse._ActionsContainer, env: Mapping[str, str]) -> None:
-    _flag(g, "own-events", env, "the Events about the job's own CronJob, Jobs and Pods: warnings ships only "
-          "their Warnings, all ships them all, none ships none (docs/kubernetes.md)", default="warnings",
-          type=choice(*OWN_EVENTS))
+def _own_events(g: argparse._ActionsContainer, env: Mapping[str, str], *, shipping: bool = True) -> None:
+    """--own-events (for the commands that ship) and --cronjob-name, which says what is the job's own."""
+    if shipping:
+        _flag(g, "own-events", env, "the Events about the job's own CronJob, Jobs and Pods: warnings ships "
+              "only their Warnings, all ships them all, none ships none (docs/kubernetes.md)", default="warnings",
+              type=choice(*OWN_EVENTS))
     _flag(g, "cronjob-name", env, "the job's CronJob, in the job's namespace, whose Jobs and Pods are its own",
           default=DEFAULT_CRONJOB_NAME, type=k8s_name)
 
@@ -591,7 +593,7 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", parents=[common, kube, store], help="cost and risk of a schedule (exit 1: not safe)")
     _switch(pl, "from-cluster", env, "measure the inputs: the checkpoint's recent runs and one list of the Events "
             "the API server holds (needs the run's access)")
-    _own_events(pl, env)
+    _own_events(pl, env, shipping=False)
     _flag(pl, "schedule", env, "cron expression", default="*/10 * * * *")
     _flag(pl, "events-per-hour", env, "expected events per hour", default=10_000, type=positive_int)
     _flag(pl, "event-ttl", env, "the API server's --event-ttl (at most 30d)", default=3600.0,
