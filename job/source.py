@@ -46,7 +46,7 @@ def _from_file(cfg: Config, deps: Deps) -> Page:
     try:
         page = decode_dump(data)
     except NotEvents as exc:
-        raise UsageError(f"--from-file {cfg.from_file} is not a dump of Events: {exc}; {how}") from None
+        raise RunFailed(f"--from-file {cfg.from_file} is not a dump of Events: {exc}; {how}", "from-file") from None
     except ValueError as exc:
         raise RunFailed(f"--from-file {cfg.from_file} is not an EventList or List in JSON ({exc}); {how}",
                         "from-file") from None
