@@ -255,4 +255,4 @@ def test_a_run_past_its_deadline_ends_with_outcome_deadline(h: Harness, gateway:
     code, s = _ending(h, gateway, "--deadline", "90s")
     h.kube.on_request = None
     assert (code, s["outcome"]) == (1, "deadline") and s["duration_s"] >= 90
-    assert 0 < s["listed"] < 120  # it stopped at a page boundary, not at the end
+    assert s["listed"] < 120  # it stopped at a page boundary, not at the end
