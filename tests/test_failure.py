@@ -35,6 +35,14 @@ def _run(h: Harness, *extra: str) -> list[str]:
     return h.args("run", *extra)
 
 
+def _after(prepare: Callable[[Harness], None]) -> Setup:
+    """A run of the harness's arguments, once ``prepare`` has broken something."""
+    def setup(h: Harness, _: Path) -> list[str]:
+        prepare(h)
+        return _run(h)
+    return setup
+
+
 def _file(tmp: Path, name: str, text: str) -> str:
     (tmp / name).write_text(text)
     return str(tmp / name)
@@ -89,7 +97,7 @@ CASES: list[tuple[str, Setup, dict[str, str], str]] = [
     ("no kubeconfig", lambda h, t: ["run", "--dry-run", "--kubeconfig", str(t / "no-such-kubeconfig")], {},
      "kubeconfig"),
     ("an unknown --context", lambda h, t: _run(h, "--context", "no-such-context"), {}, "kubeconfig"),
-    ("a missing Lease", lambda h, t: (h.kube.delete_object("leases", NAMESPACE, LEASE), _run(h))[1], {},
+    ("a missing Lease", _after(lambda h: h.kube.delete_object("leases", NAMESPACE, LEASE)), {},
      "lease-missing"),
     ("a missing namespace", lambda h, t: h.args("run", "--namespace", "nope",
                                                 state="configmap://nope/loki-event-sync-checkpoint"), {},
@@ -100,15 +108,15 @@ CASES: list[tuple[str, Setup, dict[str, str], str]] = [
      "from-file"),
     ("a --from-file of Pods", lambda h, t: ["run", "--dry-run", "--from-file", _file(t, "pods", PODS)], {},
      "from-file"),
-    ("RBAC refuses the list", lambda h, t: (h.kube.forbid("list", "events"), _run(h))[1], {}, "forbidden"),
-    ("the API server fails the list", lambda h, t: (h.kube.fail("GET", "/api/v1/events", 500, times=20),
-                                                    _run(h))[1], {}, "kube-api"),
+    ("RBAC refuses the list", _after(lambda h: h.kube.forbid("list", "events")), {}, "forbidden"),
+    ("the API server fails the list", _after(
+        lambda h: h.kube.fail("GET", "/api/v1/events", 500, times=20)), {}, "kube-api"),
     ("the API server is unreachable", _unreachable_api, {}, "kube-api"),
     ("Loki is unreachable", lambda h, t: _run(h, "--loki-url", f"http://127.0.0.1:{_closed_port()}"), {}, "loki"),
-    ("Loki refuses the whole push", lambda h, t: (h.loki.fail_next(400, times=5, body="bad request"), _run(h))[1],
+    ("Loki refuses the whole push", _after(lambda h: h.loki.fail_next(400, times=5, body="bad")),
      {}, "loki"),
-    ("the checkpoint ConfigMap is missing", lambda h, t: (
-        h.kube.delete_object("configmaps", NAMESPACE, "loki-event-sync-checkpoint"), _run(h))[1], {}, "store"),
+    ("the checkpoint ConfigMap is missing", _after(
+        lambda h: h.kube.delete_object("configmaps", NAMESPACE, "loki-event-sync-checkpoint")), {}, "store"),
     ("a backfill finds the Lease held", _held, {}, "lease-held"),
     ("the Lease is taken during the run", _stolen, {}, "lease-lost"),
     ("the run reaches its --deadline", _slow_list, {}, "deadline"),

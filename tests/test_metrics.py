@@ -108,8 +108,9 @@ def test_a_run_skipped_for_a_held_lease_does_not_count_as_a_success(gateway: Gat
     metrics.push(config(gateway.url), Summary(outcome="skipped", cause="skipped", duration_s=0.05))
     assert gateway.requests[0][0] == "POST"
     assert {labels["outcome"] for _, labels, _ in gateway.samples()} == {"skipped"}
-    assert set(gateway.values()) == {"loki_event_sync_last_run_timestamp_seconds", "loki_event_sync_run_duration_seconds",
-                                     "loki_event_sync_last_run_exit_code"}  # no ledger_entries=0
+    assert set(gateway.values()) == {  # no ledger_entries=0
+        "loki_event_sync_last_run_timestamp_seconds", "loki_event_sync_run_duration_seconds",
+        "loki_event_sync_last_run_exit_code"}
 
 
 def test_cluster_becomes_part_of_the_grouping_key(gateway: Gateway) -> None:
