@@ -38,6 +38,10 @@ GAUGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("checkpoint_limit_bytes", "Size limit of the checkpoint's store (0 = none)", ("checkpoint_limit_bytes",)),
 )
 
+# Every series a push can hold (deploy/alerts.yaml and the dashboard may name no other).
+NAMES = frozenset(f"loki_event_sync_{name}" for name in (
+    "last_success_timestamp_seconds", "last_run_timestamp_seconds", *(g[0] for g in GAUGES)))
+
 
 def push(cfg: Config, summary: Summary) -> None:
     """Push this run's metrics; a Pushgateway failure is logged once and never fails the run."""

@@ -213,3 +213,17 @@ def test_each_component_renders_one_stable_configmap_in_the_jobs_namespace(
     assert cm["metadata"]["name"] == name and cm["metadata"]["namespace"] == "monitoring"
     assert cm["metadata"]["labels"][label] == "1"
     assert cm["data"] == {key: (ROOT / "deploy" / "components" / component / key).read_text(encoding="utf-8")}
+
+
+def test_the_pushgateway_rules_read_the_outcome_label_and_only_metrics_the_job_pushes() -> None:
+    from job import metrics
+
+    pushed = metrics.NAMES
+    rules = {r["alert"]: r["expr"] for r in prometheus_rules()["loki-event-sync"]}
+    for alert, expr in rules.items():
+        names = set(re.findall(r"\bloki_event_sync_\w+", expr))
+        assert names and names <= pushed, f"{alert}: {names - pushed}"
+    outcomes = {o for expr in rules.values() for o in re.findall(r'outcome=~?"([^"]+)"', expr)}
+    assert {"failed|terminated|deadline", "skipped"} <= outcomes
+    # Staleness is judged on successes only, which a skipped run never pushes.
+    assert "last_success_timestamp_seconds" in rules["LokiEventSyncStale"]
