@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return _sync(cfg, d, redact)
     try:
         return _dispatch(cfg, d)
+    except UsageError as exc:  # a setting found wrong only once the command ran (a schedule, a manifest)
+        print(f"error: {redact(str(exc))}", file=d.stderr)
+        return EXIT_USAGE
     except BaseException as exc:  # KeyboardInterrupt too: one line, never a traceback with secrets
         cause = cause_of(exc)
         log.error("%s failed: %s", cfg.command, _reason(exc, cause))
