@@ -467,28 +467,28 @@ _LIST_FROM = Flag("list-from", "etcd: every list reads the most recent data from
                   "cache serves it (resourceVersionMatch=NotOlderThan the previous run's list), cheaper for the API "
                   "server and etcd, see docs/performance.md", "etcd", choice("etcd", "cache"))
 _OUTPUT = Flag("output", "text or json", "text", choice("text", "json"))
-_WINDOW = (Flag("since", "window start: 2h or RFC3339", None, time_or_duration, env=False, required=True),
-           Flag("until", "window end (default: now)", None, time_or_duration, env=False))
+_WINDOW = ("window", (Flag("since", "window start: 2h or RFC3339", None, time_or_duration, env=False, required=True),
+                      Flag("until", "window end (default: now)", None, time_or_duration, env=False)))
 
-LOGGING = (
+LOGGING: tuple[str, tuple[Flag, ...]] = ("logging", (
     Flag("log-format", "log as one JSON object per line, or text for a terminal", "json", choice("json", "text")),
     Flag("log-level", "DEBUG, INFO, WARNING or ERROR", "INFO", choice("DEBUG", "INFO", "WARNING", "ERROR")),
-)
-KUBERNETES = (
+))
+KUBERNETES: tuple[str, tuple[Flag, ...]] = ("kubernetes", (
     Flag("kubeconfig", "kubeconfig file, used when not running in a cluster", show="in-cluster, then ~/.kube/config"),
     Flag("context", "kubeconfig context", show="the current context"),
     Flag("namespace", "the job's own namespace, for the Lease and the default checkpoint ConfigMap", "", k8s_name,
          f"the service account's in a cluster, else {DEFAULT_NAMESPACE} (never the kubeconfig context's)"),
     Flag("api-timeout", "timeout of each Kubernetes API call (at most 1h)", 30.0, at_most(3600, "1h"), "30s"),
-)
-CHECKPOINT = (
+))
+CHECKPOINT: tuple[str, tuple[Flag, ...]] = ("checkpoint", (
     Flag("state", "checkpoint store: configmap://NAMESPACE/NAME, s3://BUCKET/KEY or file://PATH", "", state_url,
          f"configmap://<namespace>/{DEFAULT_CHECKPOINT_CONFIGMAP}, in a cluster and off it; a local file only when "
          "asked for; none for --from-file --dry-run"),
     Flag("s3-endpoint-url", "S3-compatible endpoint (MinIO ...); credentials come from boto3's chain", "", http_url,
          "AWS"),
-)
-LOKI = (
+))
+LOKI: tuple[str, tuple[Flag, ...]] = ("loki", (
     Flag("loki-url", "Loki base URL (/loki/api/v1/push is appended) or the full push URL ending in /loki/api/v1/push",
          "", http_url, "none, required unless --dry-run"),
     Flag("tenant", "X-Scope-OrgID for multi-tenant Loki: the default tenant, for namespaces no --tenant-map or "
@@ -519,8 +519,8 @@ LOKI = (
     _switch("structured-metadata", "also send name, uid, reason, node, object_uid and api_version as structured "
             "metadata (Loki >= 3)"),
     Flag("cluster", "value of the cluster label", show="none (no label)"),
-)
-EVENTS = (
+))
+EVENTS: tuple[str, tuple[Flag, ...]] = ("events", (
     Flag("field-selector", "server-side field selector, e.g. type=Warning,involvedObject.kind!=Pod", "",
          field_selector, "none"),
     *(Flag(f"{how}-{what}", f"{verb} events whose {what[:-1]} fully matches this regex ('' = no filter)", None,
@@ -544,27 +544,27 @@ EVENTS = (
          "CronJob's activeDeadlineSeconds has it killed ('0s' = never; at most 1d)", DEFAULT_DEADLINE_S,
          at_most(_DAY, "1d"), "8m, below the install's activeDeadlineSeconds of 540s"),
     Flag("pushgateway-url", "push run metrics to this Prometheus Pushgateway", "", http_url, "none"),
-)
+))
 SYNC = (LOGGING, KUBERNETES, CHECKPOINT, LOKI, EVENTS)
 # Each command: its help, and the groups of flags it takes.
-COMMANDS: dict[str, tuple[str, tuple[tuple[Flag, ...], ...]]] = {
-    "run": ("one sync (the CronJob's command)", (*SYNC, (
+COMMANDS: dict[str, tuple[str, tuple[tuple[str, tuple[Flag, ...]], ...]]] = {
+    "run": ("one sync (the CronJob's command)", (*SYNC, ("first run", (
         Flag("since", "on a first run, ship only events newer than this", "", time_or_duration,
-             "everything the API holds"),))),
+             "everything the API holds"),)))),
     "backfill": ("re-ship a window, even what the ledger says was shipped", (*SYNC, _WINDOW)),
-    "status": ("what the checkpoint says", (LOGGING, KUBERNETES, CHECKPOINT, (_OUTPUT, _TTL))),
-    "plan": ("cost and risk of a schedule (exit 1: not safe)", (LOGGING, CHECKPOINT, (
+    "status": ("what the checkpoint says", (LOGGING, KUBERNETES, CHECKPOINT, ("status", (_OUTPUT, _TTL)))),
+    "plan": ("cost and risk of a schedule (exit 1: not safe)", (LOGGING, CHECKPOINT, ("plan", (
         Flag("schedule", "cron expression", "*/10 * * * *"),
         Flag("events-per-hour", "expected events per hour", 10_000, positive_int),
         _TTL,
         Flag("active-deadline", "the CronJob's activeDeadlineSeconds", 540.0, duration, "540s"),
-        _PAGE_SIZE, _LIST_FROM, _OUTPUT))),
-    "manifest": ("print a ready backfill Job from cronjob.yaml", (LOGGING, _WINDOW, (
-        Flag("manifest-file", "the CronJob manifest to derive it from", "cronjob.yaml"),))),
+        _PAGE_SIZE, _LIST_FROM, _OUTPUT)))),
+    "manifest": ("print a ready backfill Job from cronjob.yaml", (LOGGING, _WINDOW, ("manifest", (
+        Flag("manifest-file", "the CronJob manifest to derive it from", "cronjob.yaml"),)))),
 }
 
 
-def _add(p: argparse.ArgumentParser, f: Flag, env: Mapping[str, str]) -> None:
+def _add(p: argparse._ActionsContainer, f: Flag, env: Mapping[str, str]) -> None:
     """Add --name. An environment value stays a string until argparse converts the default, which it
     does only for the command that runs, after --help and --version had their chance."""
     if not f.env:
@@ -601,15 +601,16 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=help)
         if command == "manifest":
             p.add_argument("kind", choices=["backfill"], help="what to print")
-        for group in groups:
-            for f in group:
-                _add(p, f, env)
+        for title, flags in groups:
+            g = p.add_argument_group(title)
+            for f in flags:
+                _add(g, f, env)
     return root
 
 
 def _switches(cfg_values: dict[str, Any]) -> None:
     """An on/off setting from the environment, converted now that the command is known."""
-    for f in (f for _, groups in COMMANDS.values() for group in groups for f in group if f.switch):
+    for f in (f for _, groups in COMMANDS.values() for _, flags in groups for f in flags if f.switch):
         key = f.name.replace("-", "_")
         if isinstance(cfg_values.get(key), str):
             try:
