@@ -317,7 +317,7 @@ def test_what_the_release_renders_pins_the_image_by_tag_and_digest_and_is_valid(
 # --- CI script and lint configs ---------------------------------------------------------------------------
 
 
-def test_ci_script_lints_then_ends_with_the_readmes_test_command() -> None:
+def test_ci_script_lints_then_runs_the_readmes_test_command_now_and_400_days_ahead() -> None:
     script = text(".ci/run")
     assert "set -euo pipefail" in script
     for needle in (".venv/bin/actionlint", ".venv/bin/hadolint Dockerfile", "tools/render.py --check",
@@ -325,9 +325,16 @@ def test_ci_script_lints_then_ends_with_the_readmes_test_command() -> None:
                    ".venv-lint/bin/checkov --config-file .checkov.yaml -f Dockerfile",
                    "pip install -q --disable-pip-version-check -r requirements-lint.txt"):
         assert needle in script, needle
-    last = [ln for ln in script.splitlines() if ln.strip() and not ln.startswith("#")][-1]
-    assert last == ".venv/bin/python -m pytest"
+    lines = [ln.strip() for ln in script.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    plain = lines.index(".venv/bin/python -m pytest")
+    assert lines[plain - 2:plain] == [".venv/bin/ruff check .", ".venv/bin/mypy"]  # lint first
+    # Then the same suite on a clock 400 days ahead, for the whole process tree, monotonic clock real.
+    assert lines[plain + 1:] == [
+        'echo "== pytest, clock +400 days"', "(",
+        "eval \"$(.venv/bin/python -c 'import libfaketime; libfaketime.main()')\"",
+        "FAKETIME=+400d FAKETIME_DONT_FAKE_MONOTONIC=1 .venv/bin/python -m pytest", ")"]
     assert ".venv/bin/python -m pytest" in text("README.md")
+    assert "libfaketime==" in text("requirements-dev.txt")
 
 
 def test_every_lint_skip_says_why_on_its_line() -> None:
