@@ -1510,7 +1510,8 @@ class KubeAPI:
             raise ApiError(404, "the server could not find the requested resource", details={})
         if version is None:
             return _dumps({"kind": "APIGroup", "apiVersion": "v1", **_api_group(group, groups[group])})
-        return _dumps(_resource_list(f"{group}/{version}", [r for r in served if r.api_version == f"{group}/{version}"]))
+        gv = f"{group}/{version}"
+        return _dumps(_resource_list(gv, [r for r in served if r.api_version == gv]))
 
     def _response(self, res: _Resource, obj: dict[str, Any]) -> bytes:
         return res.head() + _dumps(obj)[1:]
@@ -1693,7 +1694,7 @@ def _media_view(accept: str) -> tuple[str, str, str] | None:
         opts = dict(p.split("=", 1) for p in params if "=" in p)
         if "as" not in opts:
             return None
-        if (opts["as"], opts.get("g"), opts.get("v")) in (_PARTIAL, ("PartialObjectMetadata", "meta.k8s.io", "v1beta1")):
+        if (opts["as"], opts.get("g")) == _PARTIAL[:2] and opts.get("v") in ("v1", "v1beta1"):
             return _PARTIAL
     raise ApiError(406, "only the following media types are accepted: application/json, application/yaml, "
                    "application/vnd.kubernetes.protobuf", reason="NotAcceptable")

@@ -134,7 +134,7 @@ def test_a_pod_recreated_under_the_same_name_is_not_the_events_pod(h: Harness) -
 
 
 def test_a_missing_or_forbidden_owner_stops_the_walk_there_and_says_so(h: Harness) -> None:
-    _, rs, pod = chain(h.kube)
+    _, _, pod = chain(h.kube)
     gone_rs = put(h.kube, "replicasets", "api-5c4b3")
     orphan = put(h.kube, "pods", "api-5c4b3-q", owner=ref(gone_rs))
     h.kube.delete_object("replicasets", "default", "api-5c4b3")
@@ -244,9 +244,24 @@ def test_an_object_changed_between_the_two_runs_is_the_one_case_loki_keeps_both(
     assert len({(e.ts, e.line.split(',"label_team"')[0]) for e in h.loki.entries()}) == 1
 
 
+def test_loki_keeps_an_entry_whose_metadata_alone_changed_as_its_ingester_does(h: Harness) -> None:
+    # The seed line format carries no enrich keys, so only the structured metadata tells the two apart.
+    _, _, pod = chain(h.kube, labels={"team": "payments"})
+    about(h.kube, pod)
+    args = ("--enrich", "labels", "--enrich-labels", "team", "--line-format", "seed")
+    h.kube.fail("PATCH", r"/configmaps/loki-event-sync-checkpoint", 500)
+    assert run(h, *args) == 1
+    pod["metadata"]["labels"] = {"team": "checkout"}
+    h.kube.put_object("pods", pod)
+    assert run(h, *args) == 0
+    assert len({(e.ts, e.line) for e in h.loki.entries()}) == 1
+    assert sorted(e.metadata["label_team"] for e in h.loki.entries()) == ["checkout", "payments"]
+
+
 def test_index_labels_only_when_named_and_annotations_only_one_by_one(h: Harness) -> None:
     _, _, pod = chain(h.kube)
-    pod["metadata"]["annotations"] = {"owner-team": "payments", "kubectl.kubernetes.io/last-applied-configuration": "{}"}
+    pod["metadata"]["annotations"] = {"owner-team": "payments",
+                                      "kubectl.kubernetes.io/last-applied-configuration": "{}"}
     h.kube.put_object("pods", pod)
     about(h.kube, pod)
     assert run(h, "--enrich", "owner", "--enrich-index-labels", "workload_name",
