@@ -9,6 +9,11 @@ talk to kube-apiserver. Behaviour follows docs/kubernetes.md and the apiserver s
   inconsistent-resume token, ``compact()``; plus get/create/update/patch/delete by name.
 * ConfigMaps and coordination.k8s.io/v1 Leases: get/list/create/update/patch/delete with the
   apiserver's optimistic concurrency, validation and error Status objects.
+* The kinds --enrich's owner walk reads (pods, replicasets, deployments, statefulsets, daemonsets,
+  jobs, cronjobs; ``serve_resource()`` adds a custom one): get and list, with the metadata-only
+  conversion (``Accept: ...;as=PartialObjectMetadata;g=meta.k8s.io;v=v1``, 406 for a list or an
+  unknown ``as=``) and the discovery documents (/api, /api/v1, /apis, /apis/G, /apis/G/V; 404 for a
+  group or version not served), as docs/kubernetes.md, "Metadata-only reads and discovery", says.
 * Faults: ``fail()``, ``forbid()``, ``expire_continue_after()``, ``empty_pages()``,
   ``repeat_continue()``, bearer tokens.
 * RBAC, opt-in per test (``enforce_rbac()``): bearer tokens authenticate as users

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -303,3 +304,23 @@ def test_with_the_enrich_rbac_component_every_lookup_is_permitted(h: Harness, co
     s = h.summary()
     assert (s["enriched"], s["enrich_forbidden"], s["enrich_requests"]) == (2, 0, 6)
     assert {md["workload_kind"] for md in enriched(h).values()} == {"CronJob", "Deployment"}
+
+
+def test_the_readmes_query_finds_every_event_of_a_deployment_across_a_rollout(h: Harness) -> None:
+    from pathlib import Path
+
+    from tests import logql
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    (query,) = [q for q in re.findall(r"```logql\n(.*?)\n```", readme, re.S) if "workload_name" in q]
+    deploy = put(h.kube, "deployments", "web", ns="shop")
+    for rollout in ("7d9f8", "5c4b3"):
+        rs = put(h.kube, "replicasets", f"web-{rollout}", owner=ref(deploy), ns="shop")
+        about(h.kube, put(h.kube, "pods", f"web-{rollout}-a", owner=ref(rs), ns="shop"))
+    about(h.kube, put(h.kube, "pods", "web-other", ns="shop"))  # a bare pod whose name merely looks alike
+    assert run(h, "--enrich", "owner") == 0
+    p = logql.parse(query)
+    # Loki 3 hands structured metadata to the pipeline as labels; no parser is needed for them.
+    found = {json.loads(e.line)["name"] for e in h.loki.entries()
+             if logql.evaluate(p, {**e.labels, **e.metadata}, e.line)[0]}
+    assert found == {"web-7d9f8-a", "web-5c4b3-a"}
