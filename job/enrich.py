@@ -80,22 +80,16 @@ class Enricher:
     """One run's lookups: call it with each event that ships; finish() logs what was left out."""
 
     def __init__(self, cfg: Config, api: Any, monotonic: Callable[[], float], s: Summary) -> None:
-        self.api = api
         self.s = s
+        self.api = _Api(api, cfg, monotonic, s)
         self.owner = "owner" in cfg.enrich
         self.labels = cfg.enrich_labels if "labels" in cfg.enrich else ()
         self.annotations = cfg.enrich_annotations
         self.index = frozenset(cfg.enrich_index_labels)
-        self.max_requests = cfg.enrich_max_requests
-        self.timeout = cfg.api_timeout
-        self.monotonic = monotonic
-        self.deadline: float | None = None  # one --api-timeout for all lookups, from the first
         self.done: dict[str, Fields | str] = {}  # involved uid -> fields, or why there are none
         self.objs: dict[str, _Obj | str] = {}  # uid -> metadata read, or why it could not be
         self.tops: dict[str, tuple[str, str, str, str]] = {}  # uid -> (kind, name, namespace, stop)
-        self.resources: dict[str, dict[str, tuple[str, bool]] | str] = {}  # group/version -> kind -> resource
         self.denied: set[str] = set()  # "pods in namespace a", from a 403
-        self.broken = ""  # a timeout or connection error: the API server is not answering in time
 
     def __call__(self, e: Event) -> Fields:
         o = e.obj
@@ -164,7 +158,7 @@ class Enricher:
         return found
 
     def _fetch(self, group: str, version: str, kind: str, namespace: str, name: str, uid: str) -> _Obj | str:
-        resource = self._resource(group, version, kind)
+        resource = self.api.resource(group, version, kind)
         if isinstance(resource, str):
             return resource
         plural, namespaced = resource
@@ -174,7 +168,7 @@ class Enricher:
         base = f"/apis/{group}/{version}" if group else "/api/v1"
         if namespaced:
             base += f"/namespaces/{quote(namespace, safe='')}"
-        answer = self._get(f"{base}/{plural}/{quote(name, safe='')}")
+        answer = self.api.get(f"{base}/{plural}/{quote(name, safe='')}")
         if isinstance(answer, str):
             if answer == "forbidden":
                 self.denied.add(f"{plural}{'.' + group if group else ''} in {scope}")
@@ -188,7 +182,36 @@ class Enricher:
         return _Obj(kind, name, namespace, _strings(meta.get("labels")), _strings(meta.get("annotations")),
                     refs[0] if refs else None)
 
-    def _resource(self, group: str, version: str, kind: str) -> tuple[str, bool] | str:
+    def finish(self) -> None:
+        """One warning line for each kind of gap a run's lookups left, naming the fix."""
+        s = self.s
+        if self.denied:
+            log.warning("--enrich: the service account may not get %s (HTTP 403); %d occurrences shipped without "
+                        "those fields: apply the kustomize component deploy/components/enrich-rbac (or the namespaced "
+                        "variant under it)", ", ".join(sorted(self.denied)), s.enrich_forbidden)
+        if s.enrich_over_budget:
+            log.warning("--enrich: --enrich-max-requests %d reached; %d occurrences shipped without workload "
+                        "fields (python -m job plan shows what a larger budget costs)", self.api.max_requests,
+                        s.enrich_over_budget)
+        if self.api.broken:
+            log.warning("--enrich: %s; the lookups stopped and %d occurrences shipped without workload fields",
+                        self.api.broken, s.enrich_errors)
+
+
+class _Api:
+    """The lookups' requests: through the official client, within the budget and one --api-timeout."""
+
+    def __init__(self, api: Any, cfg: Config, monotonic: Callable[[], float], s: Summary) -> None:
+        self.api = api
+        self.s = s
+        self.max_requests = cfg.enrich_max_requests
+        self.timeout = cfg.api_timeout
+        self.monotonic = monotonic
+        self.deadline: float | None = None  # one --api-timeout for all lookups, from the first
+        self.resources: dict[str, dict[str, tuple[str, bool]] | str] = {}  # group/version -> kind -> resource
+        self.broken = ""  # a timeout or connection error: the API server is not answering in time
+
+    def resource(self, group: str, version: str, kind: str) -> tuple[str, bool] | str:
         """(resource, namespaced) for a kind, or why it cannot be read; discovery for kinds not built in."""
         builtin = BUILTIN.get((group, kind))
         if builtin is not None:
@@ -196,7 +219,7 @@ class Enricher:
         gv = f"{group}/{version}" if group else version
         served = self.resources.get(gv)
         if served is None:
-            doc = self._get(f"/apis/{gv}" if group else f"/api/{version}", accept="application/json")
+            doc = self.get(f"/apis/{gv}" if group else f"/api/{version}", accept="application/json")
             if isinstance(doc, dict):
                 served = {str(r.get("kind")): (str(r.get("name")), bool(r.get("namespaced")))
                           for r in doc.get("resources") or [] if isinstance(r, dict) and "/" not in str(r.get("name"))}
@@ -207,7 +230,7 @@ class Enricher:
             return served
         return served.get(kind) or "not_served"
 
-    def _get(self, path: str, accept: str = PARTIAL_METADATA) -> dict[str, Any] | str:
+    def get(self, path: str, accept: str = PARTIAL_METADATA) -> dict[str, Any] | str:
         """One GET through the official client within the budget and the deadline; the JSON, or why not."""
         from urllib3.exceptions import HTTPError
 
@@ -244,21 +267,6 @@ class Enricher:
         except ValueError:
             return "error"
         return doc if isinstance(doc, dict) else "error"
-
-    def finish(self) -> None:
-        """One warning line for each kind of gap a run's lookups left, naming the fix."""
-        s = self.s
-        if self.denied:
-            log.warning("--enrich: the service account may not get %s (HTTP 403); %d occurrences shipped without "
-                        "those fields: apply the kustomize component deploy/components/enrich-rbac (or the namespaced "
-                        "variant under it)", ", ".join(sorted(self.denied)), s.enrich_forbidden)
-        if s.enrich_over_budget:
-            log.warning("--enrich: --enrich-max-requests %d reached; %d occurrences shipped without workload "
-                        "fields (python -m job plan shows what a larger budget costs)", self.max_requests,
-                        s.enrich_over_budget)
-        if self.broken:
-            log.warning("--enrich: %s; the lookups stopped and %d occurrences shipped without workload fields",
-                        self.broken, s.enrich_errors)
 
 
 def _refusal(exc: Any) -> str:
