@@ -639,12 +639,14 @@ def _add_enrich_flags(p: argparse.ArgumentParser, env: Mapping[str, str]) -> Non
 
 
 def _check_enrich(cfg: Config) -> None:
+    from job.enrich import field_name
+
     if len(cfg.enrich_index_labels) > ENRICH_MAX_INDEX_LABELS:
         raise UsageError(f"--enrich-index-labels names {len(cfg.enrich_index_labels)} fields; at most "
                          f"{ENRICH_MAX_INDEX_LABELS} (each multiplies the number of streams)")
     known = {"workload_kind", "workload_name", "workload_namespace", "workload_stop"}
-    known |= {"label_" + re.sub(r"[^A-Za-z0-9_]", "_", k) for k in cfg.enrich_labels}
-    known |= {"annotation_" + re.sub(r"[^A-Za-z0-9_]", "_", k) for k in cfg.enrich_annotations}
+    known |= {field_name("label_", k) for k in cfg.enrich_labels}
+    known |= {field_name("annotation_", k) for k in cfg.enrich_annotations}
     for name in cfg.enrich_index_labels:
         if name not in known:
             raise UsageError(f"--enrich-index-labels {name} is not one of the fields --enrich sends: "

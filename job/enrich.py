@@ -162,8 +162,9 @@ class Enricher:
         if isinstance(resource, str):
             return resource
         plural, namespaced = resource
-        scope = f"namespace {namespace}" if namespaced else "the cluster"
-        if f"{plural}{'.' + group if group else ''} in {scope}" in self.denied:
+        where = f"{plural}{'.' + group if group else ''} in " + (f"namespace {namespace}" if namespaced
+                                                                 else "the cluster")
+        if where in self.denied:
             return "forbidden"
         base = f"/apis/{group}/{version}" if group else "/api/v1"
         if namespaced:
@@ -171,7 +172,7 @@ class Enricher:
         answer = self.api.get(f"{base}/{plural}/{quote(name, safe='')}")
         if isinstance(answer, str):
             if answer == "forbidden":
-                self.denied.add(f"{plural}{'.' + group if group else ''} in {scope}")
+                self.denied.add(where)
             return answer
         meta = answer.get("metadata") if isinstance(answer, dict) else None
         if not isinstance(meta, dict):
