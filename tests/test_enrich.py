@@ -324,3 +324,22 @@ def test_the_readmes_query_finds_every_event_of_a_deployment_across_a_rollout(h:
     found = {json.loads(e.line)["name"] for e in h.loki.entries()
              if logql.evaluate(p, {**e.labels, **e.metadata}, e.line)[0]}
     assert found == {"web-7d9f8-a", "web-5c4b3-a"}
+
+
+@pytest.mark.parametrize("line_format", ["json", "logfmt"])
+def test_a_truncated_line_keeps_the_enrich_keys_within_the_line_limit(line_format: str) -> None:
+    from job.events import decode_page
+    from job.lines import Formatter
+
+    e = legacy_event("big.1", message="x" * 5000)
+    ((event, _),) = decode_page(json.dumps({"items": [e]}).encode()).events
+    fmt = Formatter(label_style="default", line_format=line_format, cluster="", max_line_bytes=1024,
+                    structured_metadata=False)
+    line = fmt.line(event, 1, (("workload_kind", "Deployment"), ("workload_name", "web")))
+    assert len(line.encode()) <= 1024 and fmt.truncated == 1
+    if line_format == "json":
+        parsed = json.loads(line)
+        assert (parsed["workload_kind"], parsed["workload_name"]) == ("Deployment", "web")
+        assert "truncated" in parsed["message"]
+    else:
+        assert line.endswith(" workload_kind=Deployment workload_name=web")
