@@ -220,7 +220,8 @@ def test_every_option_reaches_the_cronjob() -> None:
     assert values["podLabels"].items() <= pod["metadata"]["labels"].items()
     assert pod["spec"]["serviceAccountName"] == "events"
     sa = one(items, "ServiceAccount")
-    assert sa["metadata"]["name"] == "events" and sa["metadata"]["annotations"] == values["serviceAccount"]["annotations"]
+    assert sa["metadata"]["name"] == "events"
+    assert sa["metadata"]["annotations"] == values["serviceAccount"]["annotations"]
     assert_bound_to_the_service_account(items, NAMESPACE)
     assert c["envFrom"] == [{"configMapRef": {"name": "loki-event-sync-config", "optional": True}},
                             {"secretRef": {"name": "loki-credentials", "optional": True}}]
