@@ -90,3 +90,35 @@ def test_both_drivers_are_the_same_driver_to_the_scenario() -> None:
         for name in ("install", "make_events", "bump_counts", "visible", "run", "backfill", "run_two_at_once",
                      "run_deleting_a_pod_midway", "uninstall", "overlap_guaranteed", "patience_s"):
             assert hasattr(cls, name), (cls.__name__, name)
+
+
+def test_the_e2e_workflow_runs_this_suite_on_kind_for_the_oldest_and_newest_minor_with_a_pinned_loki() -> None:
+    # The workflow cannot run here: its shape, and the Loki it deploys, are checked instead.
+    import re
+    from pathlib import Path
+
+    import kubernetes_validate
+    import yaml
+
+    from tests.test_manifests import K8S_VERSIONS
+
+    root = Path(__file__).resolve().parents[2]
+    wf = yaml.safe_load((root / ".github" / "workflows" / "e2e.yml").read_text(encoding="utf-8"))
+    assert {"pull_request", "schedule"} <= set(wf[True])
+    (job,) = wf["jobs"].values()
+    matrix = job["strategy"]["matrix"]["include"]
+    assert tuple(m["minor"] for m in matrix) == K8S_VERSIONS
+    for m in matrix:
+        assert re.fullmatch(rf"kindest/node:v{re.escape(m['minor'])}\.\S+@sha256:[0-9a-f]{{64}}", m["node"]), m
+    runs = "\n".join(s.get("run", "") for s in job["steps"])
+    for needle in ("kind load docker-image loki-event-sync:e2e", "kubectl apply -f tests/e2e/loki.yaml",
+                   "python -m pytest tests/e2e"):
+        assert needle in runs, needle
+    env = next(s["env"] for s in job["steps"] if "pytest tests/e2e" in s.get("run", ""))
+    assert {"E2E_KUBECONFIG", "E2E_LOKI_URL", "E2E_LOKI_PUSH_URL", "E2E_IMAGE"} <= set(env)
+    loki = [d for d in yaml.safe_load_all((root / "tests" / "e2e" / "loki.yaml").read_text(encoding="utf-8")) if d]
+    for doc in loki:
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+    (image,) = [c["image"] for d in loki if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
+    assert re.fullmatch(r"docker\.io/grafana/loki:\d+\.\d+\.\d+", image)
