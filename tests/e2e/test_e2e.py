@@ -120,5 +120,6 @@ def test_the_e2e_workflow_runs_this_suite_on_kind_for_the_oldest_and_newest_mino
     for doc in loki:
         for version in K8S_VERSIONS:
             kubernetes_validate.validate(doc, version, strict=True)
-    (image,) = [c["image"] for d in loki if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
+    (deployment,) = [d for d in loki if d["kind"] == "Deployment"]
+    (image,) = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
     assert re.fullmatch(r"docker\.io/grafana/loki:\d+\.\d+\.\d+", image)
