@@ -170,6 +170,27 @@ def test_schema_refuses_a_wrong_type_an_unknown_key_or_namespaces_without_any_in
     assert where in lines[0] and what in " ".join(lines), lines
 
 
+def test_the_chart_tool_prints_a_refusal_as_one_line_and_exits_2(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "values.yaml"
+    bad.write_text("rbac: {scope: namespaces}\n", encoding="utf-8")
+    assert chart.main(["render", "-f", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "error: at '/rbac/namespaces': minItems: got 0, want 1\n"
+
+
+def test_the_packaged_chart_renders_what_the_directory_does_and_leaves_ci_values_out(tmp_path: Path) -> None:
+    archive = Path(chart.package(__version__, tmp_path))
+    assert archive.name == f"loki-event-sync-{__version__}.tgz"
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert not [n for n in names if "/ci/" in n]
+    assert {f"loki-event-sync/files/{f}" for f in SHIPPED} <= set(names)
+    assert chart.render(all_on(), chart=archive) == chart.render(all_on())
+
+
 def test_settings_and_an_existing_configmap_together_are_refused_in_one_line() -> None:
     with pytest.raises(chart.ChartError) as refused:
         chart.render({"settings": {"cluster": "a"}, "existingConfigMap": "mine"})

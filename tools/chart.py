@@ -12,10 +12,11 @@ when they are set (the release workflow's GITHUB_TOKEN); the password is never p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -34,6 +35,16 @@ def _helm() -> Any:
     except ImportError:
         raise ChartError("helm_python not installed: pip install -r requirements-dev.txt (helm-python-sdk)") from None
     return helm_python
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[Any]:
+    """The Helm library, whose errors become ChartError with Helm's own message."""
+    helm = _helm()
+    try:
+        yield helm
+    except helm.HelmError as exc:
+        raise ChartError(str(exc).strip()) from None
 
 
 def load_values(paths: list[str]) -> dict[str, Any]:
@@ -55,19 +66,16 @@ def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
 def render(values: dict[str, Any] | None = None, *, namespace: str = NAMESPACE, name: str = RELEASE,
            chart: Path = CHART, **options: Any) -> str:
     """`helm template NAME CHART -n NAMESPACE`: every rendered manifest, in template order, no NOTES."""
-    helm = _helm()
-    try:
-        with helm.Chart.load(str(chart)) as loaded:
-            out = loaded.render(values or {}, name=name, namespace=namespace, **options)
-    except helm.HelmError as exc:
-        raise ChartError(str(exc).strip()) from None
+    with _refusals() as helm, helm.Chart.load(str(chart)) as loaded:
+        out = loaded.render(values or {}, name=name, namespace=namespace, **options)
     parts = [(path, text.strip()) for path, text in sorted(out.items()) if not path.endswith("NOTES.txt")]
     return "".join(f"---\n# Source: {path}\n{text}\n" for path, text in parts if text)
 
 
 def lint(values: dict[str, Any] | None = None, *, chart: Path = CHART) -> list[str]:
     """`helm lint --strict`: the findings that fail it (warnings and errors), as lines."""
-    report = _helm().lint(str(chart), values, strict=True, namespace=NAMESPACE)
+    with _refusals() as helm:
+        report = helm.lint(str(chart), values, strict=True, namespace=NAMESPACE)
     found = [f"{m['path']}: {m['error']}" for m in report.get("messages") or [] if m.get("severity", 0) >= 2]
     return found + list(report.get("errors") or [])
 
@@ -75,16 +83,16 @@ def lint(values: dict[str, Any] | None = None, *, chart: Path = CHART) -> list[s
 def package(version: str, destination: Path, *, chart: Path = CHART) -> str:
     """The chart archive with this version as chart version and appVersion (the image's)."""
     destination.mkdir(parents=True, exist_ok=True)
-    return str(_helm().package(str(chart), destination=str(destination), version=version, app_version=version))
+    with _refusals() as helm:
+        return str(helm.package(str(chart), destination=str(destination), version=version, app_version=version))
 
 
 def push(archive: str, remote: str) -> str:
     """Push to an oci:// repository root and return the digest of what the registry now holds."""
-    helm = _helm()
     host = remote.removeprefix("oci://").split("/", 1)[0]
-    with helm.Chart.load(archive) as loaded:
+    with _refusals() as helm, helm.Chart.load(archive) as loaded:
         ref = f"{remote.rstrip('/')}/{loaded.name}:{loaded.version}"
-    with helm.RegistryClient() as client:
+    with _refusals() as helm, helm.RegistryClient() as client:
         user, password = os.environ.get("HELM_REGISTRY_USERNAME"), os.environ.get("HELM_REGISTRY_PASSWORD")
         if user and password:
             client.login(host, user, password)
@@ -119,13 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(push(args.archive, args.remote))
     except (ChartError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Helm lists schema violations one per "- at '/key': ..." line under a header: keep those.
+        found = [ln.strip()[2:] for ln in str(exc).splitlines() if ln.strip().startswith("- at ")]
+        print(f"error: {'; '.join(found) if found else exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # a HelmError from package/push: Helm's one line, no traceback
-        if type(exc).__module__.startswith("helm_python"):
-            print(f"error: {str(exc).strip()}", file=sys.stderr)
-            return 1
-        raise
     return 0
 
 
