@@ -17,8 +17,8 @@ from job import __version__
 from job.manifest import backfill_job
 from tests.test_manifests import (
     APP_LABELS,
+    COMPONENTS,
     INSTALL,
-    all_components,
     assert_bound_to_the_service_account,
     by_kind,
     container,
@@ -26,6 +26,7 @@ from tests.test_manifests import (
     granted,
     one,
     parse,
+    render_overlay,
     rendered,
     used_permissions,
     validate_all,
@@ -40,7 +41,9 @@ NAMESPACE = "loki-event-sync"
 # Helm's own metadata, the only difference the chart may have from the kustomize install.
 HELM_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by"}
 HELM_ANNOTATIONS = {"helm.sh/resource-policy"}
-# Every kustomize component on, as the chart spells it (the namespaced-rbac example watches `default`).
+# The kustomize components and the same as the chart spells it (the namespaced-rbac example watches `default`).
+KUSTOMIZE_COMPONENTS = ("namespaced-rbac", "tenant-label", "networkpolicy", "networkpolicy/pushgateway", "dashboard",
+                        "alerts")
 COMPONENTS_ON: dict[str, Any] = {
     "rbac": {"scope": "namespaces", "namespaces": ["default"]}, "tenantLabel": {"enabled": True},
     "networkPolicy": {"enabled": True, "pushgateway": True}, "dashboard": {"enabled": True},
@@ -111,16 +114,40 @@ def test_chart_defaults_render_exactly_the_kustomize_install_but_for_helms_own_m
     assert all(doc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm" for doc in helm.values())
 
 
-def test_chart_with_every_component_on_renders_what_the_kustomize_components_do(tmp_path: Path) -> None:
-    def app_label(k: str) -> bool:  # kustomize labels only the base's objects, the chart all of them
-        return k.startswith(("app.kubernetes.io/", "helm.sh/"))
+def with_components(tmp_path: Path, *names: str) -> list[dict[str, Any]]:
+    """deploy/install plus the named components, less its Namespace, as kustomize renders them."""
+    dirs = {f"c{i}": COMPONENTS / name for i, name in enumerate(names)}
+    listed = "".join(f'  - "{{{k}}}"\n' for k in dirs)
+    items = render_overlay(tmp_path, 'resources: ["{install}"]\ncomponents:\n' + listed, install=INSTALL, **dirs)
+    return [d for d in items if d["kind"] != "Namespace"]
 
+
+def app_label(k: str) -> bool:  # kustomize labels only the base's objects, the chart all of them
+    return k.startswith(("app.kubernetes.io/", "helm.sh/"))
+
+
+def test_chart_with_every_component_on_renders_what_the_kustomize_components_do(tmp_path: Path) -> None:
+    assert {str(d.parent.relative_to(COMPONENTS)) for d in COMPONENTS.rglob("kustomization.yaml")} >= \
+        {*KUSTOMIZE_COMPONENTS, "namespace"}
     helm = by_key(render(COMPONENTS_ON))
-    kustomize = by_key([d for d in all_components(tmp_path) if d["kind"] != "Namespace"])
+    kustomize = by_key(with_components(tmp_path, *KUSTOMIZE_COMPONENTS))
     assert set(helm) == set(kustomize)
     for k, doc in helm.items():
         assert APP_LABELS <= set(doc["metadata"]["labels"]), k
         assert without(doc, app_label, HELM_ANNOTATIONS) == without(kustomize[k], app_label, set()), k
+
+
+@pytest.mark.parametrize("scope", ["cluster", "namespaces"])
+def test_enrich_rbac_grants_the_rules_of_the_enrich_rbac_component(tmp_path: Path, scope: str) -> None:
+    component = COMPONENTS / "enrich-rbac"
+    if not component.is_dir():
+        pytest.skip("deploy/components/enrich-rbac comes with the --enrich change; the chart's grant is tested below")
+    names = ("enrich-rbac",) if scope == "cluster" else ("namespaced-rbac", "enrich-rbac/namespaced")
+    values = {"enrich": {"rbac": True}, **({"rbac": COMPONENTS_ON["rbac"]} if scope == "namespaces" else {})}
+    kind = "ClusterRole" if scope == "cluster" else "Role"
+    (want,) = [d for d in by_kind(with_components(tmp_path, *names), kind) if d["metadata"]["name"].endswith("-enrich")]
+    (got,) = [d for d in by_kind(render(values), kind) if d["metadata"]["name"].endswith("-enrich")]
+    assert without(got, app_label, set()) == without(want, app_label, set())
 
 
 def test_prometheus_rule_holds_the_groups_of_deploy_alerts_yaml_that_were_asked_for() -> None:
