@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.drivers import RELEASE, Run, backfill_manifest, fresh_names, objects, pairs
+from tests.e2e.drivers import RELEASE, Run, backfill_manifest, fresh_name, objects, pairs
 from tools import render
 
 HANG_GUARD_S = 300  # a Job (pod start, image present, one run) that has not finished by then is hung
@@ -38,7 +38,7 @@ class ClusterDriver:
         image = os.environ.get("E2E_IMAGE", "")
         self.image = dict(zip(("repository", "tag"), image.rsplit(":", 1), strict=True)) if image else {}
         self.image_ref = image
-        self.namespace, self.cluster = fresh_names()
+        self.namespace = self.cluster = fresh_name()
         self.method = ""
         self.installed: list[dict[str, Any]] = []
         self.values: dict[str, Any] = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import legacy_event, series_event, wait_for
-from tests.e2e.drivers import Run, backfill_manifest, fresh_names, job_process, objects, pairs
+from tests.e2e.drivers import Run, backfill_manifest, fresh_name, job_process, objects, pairs
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
 
@@ -29,7 +29,7 @@ class LocalDriver:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.namespace, self.cluster = fresh_names()
+        self.namespace = self.cluster = fresh_name()
         self.kube = KubeAPI().start()
         self.loki = LokiDouble().start()
         self.loki_url = self.loki.url
