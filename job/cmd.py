@@ -26,6 +26,11 @@ MiB = 1024 * 1024
 # Below the install's activeDeadlineSeconds (540 s): the run ends itself, reports and releases the Lease
 # with a minute to spare for a slow pod start, instead of being killed by the kubelet's SIGTERM.
 DEFAULT_DEADLINE_S = 480.0
+# --enrich-max-requests: in plan's request model a run at 10,000 events/h (TTL 1h, page size 500) makes
+# 20 list pages + 4 Lease requests = 24 with an S3 or file checkpoint (26 with the ConfigMap's read and
+# write); 20 % of the smaller is 4.8, so 4 keeps every store at or under a fifth (15-17 %).
+ENRICH_MAX_REQUESTS = 4
+ENRICH_MAX_INDEX_LABELS = 3
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,11 @@ class Config:
     label_style: str = "default"
     line_format: str = "json"
     structured_metadata: bool = False
+    enrich: tuple[str, ...] = ()  # "owner", "labels"
+    enrich_labels: tuple[str, ...] = ()
+    enrich_annotations: tuple[str, ...] = ()
+    enrich_index_labels: tuple[str, ...] = ()
+    enrich_max_requests: int = ENRICH_MAX_REQUESTS
     max_line_bytes: int = 256 * 1024 - 1024
     batch_bytes: int = MiB
     page_size: int = 500
@@ -303,6 +313,20 @@ def label_key(text: str) -> str:
     return text
 
 
+def enrich_what(text: str) -> tuple[str, ...]:
+    """--enrich owner,labels: which fields to look up ('' = off)."""
+    parts = tuple(sorted({p.strip() for p in text.split(",") if p.strip()}))
+    for p in parts:
+        if p not in ("owner", "labels"):
+            raise argparse.ArgumentTypeError(f"{p!r} is not owner or labels; use owner, labels or owner,labels")
+    return parts
+
+
+def label_keys(text: str) -> tuple[str, ...]:
+    """A comma-separated list of Kubernetes label (or annotation) keys, in the order given."""
+    return tuple(dict.fromkeys(label_key(k.strip()) for k in text.split(",") if k.strip()))
+
+
 def existing_file(text: str) -> str:
     if not os.path.isfile(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a readable file")
@@ -520,6 +544,20 @@ LOKI: tuple[str, tuple[Flag, ...]] = ("loki", (
             "metadata (Loki >= 3)"),
     Flag("cluster", "value of the cluster label", show="none (no label)"),
 ))
+ENRICH: tuple[str, tuple[Flag, ...]] = ("enrich (the involved object's workload and labels, docs/kubernetes.md)", (
+    Flag("enrich", "look up each shipped occurrence's involved object: owner (its top controller: workload_kind, "
+         "workload_name), labels (--enrich-labels), or owner,labels; needs get on the workload kinds "
+         "(deploy/components/enrich-rbac)", (), enrich_what, "off"),
+    Flag("enrich-labels", "labels of the involved object to send as label_<name>, e.g. app.kubernetes.io/name,team",
+         (), label_keys, "none"),
+    Flag("enrich-annotations", "annotations of the involved object to send as annotation_<name>, each named (never "
+         "all: they carry last-applied configurations and sometimes secrets)", (), label_keys, "none"),
+    Flag("enrich-index-labels", f"at most {ENRICH_MAX_INDEX_LABELS} enrich fields to make stream labels too, e.g. "
+         "workload_name (each multiplies the streams: README, \"Which workload\")", (), label_keys,
+         "none (structured metadata and the line only)"),
+    Flag("enrich-max-requests", "API requests the lookups may make per run; the rest ship without the fields",
+         ENRICH_MAX_REQUESTS, positive_int, f"{ENRICH_MAX_REQUESTS}, a fifth of a run's requests at 10,000 events/h"),
+))
 EVENTS: tuple[str, tuple[Flag, ...]] = ("events", (
     Flag("field-selector", "server-side field selector, e.g. type=Warning,involvedObject.kind!=Pod", "",
          field_selector, "none"),
@@ -545,7 +583,7 @@ EVENTS: tuple[str, tuple[Flag, ...]] = ("events", (
          at_most(_DAY, "1d"), "8m, below the install's activeDeadlineSeconds of 540s"),
     Flag("pushgateway-url", "push run metrics to this Prometheus Pushgateway", "", http_url, "none"),
 ))
-SYNC = (LOGGING, KUBERNETES, CHECKPOINT, LOKI, EVENTS)
+SYNC = (LOGGING, KUBERNETES, CHECKPOINT, LOKI, ENRICH, EVENTS)
 # Each command: its help, and the groups of flags it takes.
 COMMANDS: dict[str, tuple[str, tuple[tuple[str, tuple[Flag, ...]], ...]]] = {
     "run": ("one sync (the CronJob's command)", (*SYNC, ("first run", (
@@ -558,7 +596,10 @@ COMMANDS: dict[str, tuple[str, tuple[tuple[str, tuple[Flag, ...]], ...]]] = {
         Flag("events-per-hour", "expected events per hour", 10_000, positive_int),
         _TTL,
         Flag("active-deadline", "the CronJob's activeDeadlineSeconds", 540.0, duration, "540s"),
-        _PAGE_SIZE, _LIST_FROM, _OUTPUT)))),
+        _PAGE_SIZE, _LIST_FROM,
+        Flag("enrich-max-requests", "--enrich's request budget per run, for what it adds", ENRICH_MAX_REQUESTS,
+             positive_int),
+        _OUTPUT)))),
     "manifest": ("print a ready backfill Job from cronjob.yaml", (LOGGING, _WINDOW, ("manifest", (
         Flag("manifest-file", "the CronJob manifest to derive it from", "cronjob.yaml"),)))),
 }
@@ -619,6 +660,27 @@ def _switches(cfg_values: dict[str, Any]) -> None:
                 raise UsageError(f"environment variable {env_var(f.name)}: {exc}") from None
 
 
+def _check_enrich(cfg: Config) -> None:
+    from job.enrich import field_name
+
+    if len(cfg.enrich_index_labels) > ENRICH_MAX_INDEX_LABELS:
+        raise UsageError(f"--enrich-index-labels names {len(cfg.enrich_index_labels)} fields; at most "
+                         f"{ENRICH_MAX_INDEX_LABELS} (each multiplies the number of streams)")
+    known = {"workload_kind", "workload_name", "workload_namespace", "workload_stop"}
+    known |= {field_name("label_", k) for k in cfg.enrich_labels}
+    known |= {field_name("annotation_", k) for k in cfg.enrich_annotations}
+    for name in cfg.enrich_index_labels:
+        if name not in known:
+            raise UsageError(f"--enrich-index-labels {name} is not one of the fields --enrich sends: "
+                             f"{', '.join(sorted(known))}")
+    if bool(cfg.enrich_labels) != ("labels" in cfg.enrich):
+        raise UsageError("--enrich labels and --enrich-labels go together: name the labels to copy, e.g. "
+                         "--enrich owner,labels --enrich-labels app.kubernetes.io/name,team")
+    if (cfg.enrich_annotations or cfg.enrich_index_labels
+            or (cfg.enrich_max_requests != ENRICH_MAX_REQUESTS and cfg.command != "plan")) and not cfg.enrich:
+        raise UsageError("--enrich-annotations, --enrich-index-labels and --enrich-max-requests need --enrich")
+
+
 def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     ns = get_parser(env).parse_args(argv)
@@ -633,6 +695,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> C
     if cfg.loki_username and not cfg.loki_password:
         raise UsageError(f"--loki-username needs --loki-password (or {env_var('loki-password')})")
     _check_headers(cfg)
+    _check_enrich(cfg)
     if cfg.command == "backfill" and cfg.until:
         now = dt.datetime.now(dt.timezone.utc)
         if resolve_time(cfg.until, now) <= resolve_time(cfg.since, now):

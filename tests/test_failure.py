@@ -156,14 +156,17 @@ def test_the_table_covers_every_cause_a_run_can_fail_with() -> None:
 
 
 def _job_specs() -> list[tuple[str, dict[str, Any]]]:
-    """Every Job spec an install ships. A new install (a chart) adds its rendering here."""
-    from tools import render
+    """Every Job spec an install ships. A new install adds its rendering here."""
+    from tools import chart, render
 
+    backfill = {"backfill": {"enabled": True, "since": "2026-11-25T08:00:00Z"}}
     out = []
     for where, text in (("deploy/base/cronjob.yaml", (ROOT / "deploy/base/cronjob.yaml").read_text()),
                         ("cronjob.yaml", (ROOT / "cronjob.yaml").read_text()),
                         ("kustomize deploy/install", render.kustomize(ROOT / "deploy" / "install")),
-                        ("deploy/backfill-job.yaml", (ROOT / "deploy/backfill-job.yaml").read_text())):
+                        ("deploy/backfill-job.yaml", (ROOT / "deploy/backfill-job.yaml").read_text()),
+                        ("helm chart", chart.render(None)),
+                        ("helm chart, backfill", chart.render(backfill))):
         for doc in yaml.safe_load_all(text):
             if doc and doc.get("kind") == "CronJob":
                 out.append((where, doc["spec"]["jobTemplate"]["spec"]))
@@ -174,7 +177,8 @@ def _job_specs() -> list[tuple[str, dict[str, Any]]]:
 
 def test_every_install_fails_the_job_at_once_on_exactly_the_codes_no_retry_can_fix() -> None:
     specs = _job_specs()
-    assert {where for where, _ in specs} >= {"cronjob.yaml", "deploy/backfill-job.yaml", "kustomize deploy/install"}
+    assert {where for where, _ in specs} >= {"cronjob.yaml", "deploy/backfill-job.yaml", "kustomize deploy/install",
+                                             "helm chart", "helm chart, backfill"}
     assert retry_cannot_help() == [EXIT_USAGE]
     for where, spec in specs:
         rules = spec["podFailurePolicy"]["rules"]
