@@ -26,7 +26,7 @@ class Cause:
 CAUSES: dict[str, Cause] = {
     "ok": Cause(EXIT_OK, "the run shipped what was new and saved the checkpoint", "ok"),
     "skipped": Cause(EXIT_OK, "another run holds the Lease: this one had nothing to do", "skipped"),
-    "usage": Cause(EXIT_USAGE, "a bad flag or environment value, or a token or dump the job cannot use"),
+    "usage": Cause(EXIT_USAGE, "a bad flag or environment value, or a Kubernetes token with a line break"),
     "kubeconfig": Cause(EXIT_USAGE, "no usable kubeconfig, or an unknown --context"),
     "lease-missing": Cause(EXIT_USAGE, "the Lease, or the job's namespace, does not exist (the install creates it)"),
     "from-file": Cause(EXIT_USAGE, "--from-file is missing, unreadable, not JSON or not Events"),
