@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import asdict
 
 from job import checkpointing, gap
 from job.cmd import Config, resolve_time
@@ -12,7 +11,7 @@ from job.dedupe import NS, Ledger
 from job.deps import Deps
 from job.enrich import NONE, enricher_for
 from job.events import rfc3339, to_ns
-from job.failure import RunFailed
+from job.failure import RunFailed, RunSkipped
 from job.kube import Listing
 from job.lease import Lease, Renewer
 from job.lines import Formatter
@@ -28,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: Config, deps: Deps, s: Summary) -> int:
-    """A sync (cfg.command == "run") or a backfill, counting into ``s``. Returns the exit code."""
+    """A sync (cfg.command == "run") or a backfill, counting into ``s``. Returns 0; raises RunSkipped
+    when another run holds the Lease, and RunFailed (or the failing component's error) otherwise."""
     started = deps.clock.monotonic()
     conn = Connections(cfg, deps.redactor)
     backfill = cfg.command == "backfill"
@@ -44,9 +44,9 @@ def run(cfg: Config, deps: Deps, s: Summary) -> int:
             holder = lease.acquire()
             if holder is not None:
                 if backfill:  # a backfill Job that did nothing must not look like a success
-                    raise RunFailed(f"{holder}; the backfill did not run: retry once that run has finished")
-                log.info("skipping this run: %s", holder)
-                return 0
+                    raise RunFailed(f"{holder}; the backfill did not run: retry once that run has finished",
+                                    "lease-held")
+                raise RunSkipped(holder)
         with Renewer(lease) if lease else contextlib.nullcontext():
             return _run_locked(cfg, deps, conn, store, lease, started, backfill, s)
     finally:
@@ -59,6 +59,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     now = deps.clock.now()
     now_ns = to_ns(now)
     cp, version, existed = checkpointing.load(store, cfg.reset_checkpoint, now_ns)
+    s.ledger = len(cp.ledger)
     since_ns = to_ns(resolve_time(cfg.since, now)) if cfg.since and (backfill or not existed) else 0
     until_ns = to_ns(resolve_time(cfg.until, now)) if cfg.until else 0
     ledger = Ledger(cp, ttl_s=cfg.event_ttl, now_ns=now_ns, since_ns=since_ns, until_ns=until_ns,
@@ -83,6 +84,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
         enrich = enricher_for(cfg, conn.api, deps.clock.monotonic, s)
         metadata = fmt.metadata if cfg.structured_metadata or enrich else None
         for page in pages(cfg, conn, deps, listing):
+            _check_deadline(cfg, deps, started)
             for e, ts_ns, new, skew in select(page, ledger, cfg.filters, s):
                 x = enrich(e) if enrich else NONE
                 add(labels(e, hour_bucket(ts_ns) if backfill else "") + skew + x.labels, ts_ns, line(e, new, x.pairs),
@@ -108,14 +110,23 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     s.pruned = ledger.finish(complete=listing.complete and not cfg.from_file)
     s.ledger = len(cp.ledger)
     s.watermark = rfc3339(cp.watermark_ns)
-    s.duration_s = round(deps.clock.monotonic() - started, 3)
     if cfg.dry_run:
         log.info("**DRY-RUN**: would push %d lines in %d requests; nothing was written", s.lines, st.batches)
         return 0
     if lease is not None and not lease.still_held():
         raise RunFailed(f"{lease.where} was lost during the run; not saving the checkpoint "
-                        "(the next run re-sends, and Loki drops the duplicates)")
+                        "(the next run re-sends, and Loki drops the duplicates)", "lease-lost")
     cp.last_success_ns = to_ns(deps.clock.now())
-    cp.last_run = {k: v for k, v in asdict(s).items() if k != "watermark"}
-    store.save(checkpointing.fit(cp, ledger, store, s), version)
+    cp.last_run = s.last_run()
+    data = checkpointing.fit(cp, ledger, store, s)
+    store.save(data, version)
+    s.checkpoint_bytes, s.checkpoint_limit_bytes = len(data), store.max_bytes or 0
     return 0
+
+
+def _check_deadline(cfg: Config, deps: Deps, started: float) -> None:
+    """Stop at --deadline, before the kubelet's SIGTERM at activeDeadlineSeconds: the run then ends
+    itself, releases the Lease and reports outcome "deadline" instead of being killed mid-step."""
+    if cfg.deadline and deps.clock.monotonic() - started >= cfg.deadline:
+        raise RunFailed(f"the run reached its --deadline of {cfg.deadline:g}s; not saving the checkpoint "
+                        "(the next run goes on from the last one saved)", "deadline")

@@ -826,7 +826,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path
         try:
             body = self._read_body()
-            api._record(method, path)
+            api._record(method, path, self.headers.get("User-Agent") or "")
             hook = api.on_request
             if hook is not None:
                 hook(method, path)
@@ -879,6 +879,7 @@ class KubeAPI:
         self.url: str = ""
         self.user: str = DEFAULT_USER  # the identity named in RBAC denial messages
         self.requests: list[tuple[str, str]] = []
+        self.user_agents: set[str] = set()  # every User-Agent a request carried
         self.on_request: Callable[[str, str], None] | None = None
         self.errors: list[BaseException] = []  # unexpected exceptions inside the server or hook
         # Injected 429s carry Retry-After like API Priority and Fairness does. urllib3 (so the
@@ -1195,9 +1196,10 @@ class KubeAPI:
             else:
                 self._conns.discard(conn)
 
-    def _record(self, method: str, path: str) -> None:
+    def _record(self, method: str, path: str, user_agent: str = "") -> None:
         with self._lock:
             self.requests.append((method, path))
+            self.user_agents.add(user_agent)
 
     def _put_locked(self, res: _Resource, obj: dict[str, Any]) -> dict[str, Any]:
         stored = dict(obj)

@@ -216,6 +216,20 @@ def test_each_component_renders_one_stable_configmap_in_the_jobs_namespace(
     assert cm["data"] == {key: (ROOT / "deploy" / "components" / component / key).read_text(encoding="utf-8")}
 
 
+def test_the_pushgateway_rules_read_the_outcome_label_and_only_metrics_the_job_pushes() -> None:
+    from job import metrics
+
+    pushed = metrics.NAMES
+    rules = {r["alert"]: r["expr"] for r in prometheus_rules()["loki-event-sync"]}
+    for alert, expr in rules.items():
+        names = set(re.findall(r"\bloki_event_sync_\w+", expr))
+        assert names and names <= pushed, f"{alert}: {names - pushed}"
+    outcomes = {o for expr in rules.values() for o in re.findall(r'outcome=~?"([^"]+)"', expr)}
+    assert {"failed|terminated|deadline", "skipped"} <= outcomes
+    # Staleness is judged on successes only, which a skipped run never pushes.
+    assert "last_success_timestamp_seconds" in rules["LokiEventSyncStale"]
+
+
 def test_the_workload_rule_example_fires_once_for_a_deployment_across_a_rollout(h: Harness) -> None:
     from tests.test_enrich import about, put, ref, run
 

@@ -139,7 +139,7 @@ def test_two_runs_started_together_ship_each_event_once(h: Harness) -> None:
     results = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     lines = [json.loads(line) for _, err in results for line in err.splitlines() if '"summary"' in line]
-    assert sum(rec["summary"]["lines"] for rec in lines) == 200
+    assert sum(rec["summary"].get("lines", 0) for rec in lines) == 200  # a skipped run reports no counts
     assert_each_once(h)
 
 

@@ -23,7 +23,7 @@ from tools import chart, render
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "base"
 RELEASE = "loki-event-sync"
-SKIPPED = "skipping this run"
+SKIPPED = "run skipped: "  # the summary line of a run that found the Lease held (job/main.py)
 
 
 @dataclass
