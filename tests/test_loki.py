@@ -540,13 +540,14 @@ def test_close_ends_the_senders_retry_wait_at_once_and_nothing_is_retried(loki: 
     import threading
 
     from job.loki import Pusher
+    from job.lokiclient import LokiClient
 
     loki.fail_next(503, times=10, retry_after="300", body="overloaded")
-    pusher = Pusher(loki.url, batch_bytes=10, retry_budget=600.0)  # the real clock: a real 300 s wait
+    # The real clock: a real 300 s wait.
+    pusher = Pusher(LokiClient(loki.url, retry_budget=600.0), batch_bytes=10)
     pusher.add((("job", "x"),), 1_700_000_000 * 10**9, "a line long enough to fill the batch")
     worker = pusher._worker
     while loki.pushes == 0 and worker.is_alive():
         threading.Event().wait(0.01)
-    pusher.close()
-    worker.join(timeout=10)  # a hang guard, far below the 300 s Retry-After
+    pusher.close()  # joins the sender: the run reads its counts only once it has ended
     assert not worker.is_alive() and loki.pushes == 1 and pusher.stats.retries == 1
