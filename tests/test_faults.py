@@ -297,7 +297,7 @@ def test_loki_5xx_with_a_gateways_html_page_is_retried_and_logged_by_its_title(h
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("version", ["3.1", LOKI_VERSIONS[-1]])  # block_ingestion_until came in 3.1/3.2
+@pytest.mark.parametrize("version", ["3.1", LOKI_VERSIONS[-1]])  # block_ingestion_until came in 3.2
 def test_loki_blocking_the_tenants_ingestion_with_its_260_fails_the_run_unsaved(
         kube: KubeAPI, tmp_path: Path, version: str) -> None:
     with LokiDouble(loki_version=version) as loki:
