@@ -17,7 +17,7 @@ from job.lokianswers import read_400, shorten
 from job.lokiclient import SPLIT_BOUND
 from tests.conftest import Harness, legacy_event, now
 from tests.kubeapi import KubeAPI
-from tests.lokidouble import LOKI_TEXTS, LOKI_VERSIONS, NS, PER_STREAM_RATE_LIMITED, LokiDouble
+from tests.lokidouble import LOKI_TEXTS, LOKI_VERSIONS, NS, LokiDouble
 from tests.test_sync import checkpoint_bytes
 
 OLDEST, NEWEST = LOKI_VERSIONS[0], LOKI_VERSIONS[-1]
