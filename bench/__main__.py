@@ -417,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_size(n, tmp, args.loki_url or None, args.repeat, not args.no_api_modes))
             print(f"N={n}: {rows[-1]['events_per_s']} events/s, {rows[-1]['vs_floor']}x the floor", file=sys.stderr)
         ledger = ledger_figures(tmp, args.ledger_entries) if args.ledger_entries else []
+        from bench import enrich  # what --enrich adds at 10k listed, 1.7k new (bench/enrich.py)
+
+        enriching = enrich.measure(tmp)["runs"] if 10_000 in sizes else []
     imports_after = import_costs(args.repeat)  # again at the end: the spread says how noisy the machine was
     for before, after in zip(imports, imports_after, strict=True):
         before["cpu_s_end"] = after["cpu_s"]
@@ -439,9 +442,12 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(table(ledger, [("store", "store"), ("entries", "entries"), ("bytes", "bytes"), ("save_s", "save s"),
                              ("load_s", "load s")]))
+    if enriching:
+        print()
+        print(table(enriching, enrich.COLUMNS))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": rows, "imports": imports, "targets": goals,
-                                               "ledger": ledger}, indent=2))
+                                               "ledger": ledger, "enrich": enriching}, indent=2))
     return 0
 
 

@@ -23,6 +23,11 @@ DEFAULT_CHECKPOINT_CONFIGMAP = "loki-event-sync-checkpoint"
 # The install's namespace: the default for the Lease and the checkpoint, off-cluster too.
 DEFAULT_NAMESPACE = "loki-event-sync"
 MiB = 1024 * 1024
+# --enrich-max-requests: in plan's request model a run at 10,000 events/h (TTL 1h, page size 500) makes
+# 20 list pages + 4 Lease requests = 24 with an S3 or file checkpoint (26 with the ConfigMap's read and
+# write); 20 % of the smaller is 4.8, so 4 keeps every store at or under a fifth (15-17 %).
+ENRICH_MAX_REQUESTS = 4
+ENRICH_MAX_INDEX_LABELS = 3
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,11 @@ class Config:
     label_style: str = "default"
     line_format: str = "json"
     structured_metadata: bool = False
+    enrich: tuple[str, ...] = ()  # "owner", "labels"
+    enrich_labels: tuple[str, ...] = ()
+    enrich_annotations: tuple[str, ...] = ()
+    enrich_index_labels: tuple[str, ...] = ()
+    enrich_max_requests: int = ENRICH_MAX_REQUESTS
     max_line_bytes: int = 256 * 1024 - 1024
     batch_bytes: int = MiB
     page_size: int = 500
@@ -299,6 +309,20 @@ def label_key(text: str) -> str:
     return text
 
 
+def enrich_what(text: str) -> tuple[str, ...]:
+    """--enrich owner,labels: which fields to look up ('' = off)."""
+    parts = tuple(sorted({p.strip() for p in text.split(",") if p.strip()}))
+    for p in parts:
+        if p not in ("owner", "labels"):
+            raise argparse.ArgumentTypeError(f"{p!r} is not owner or labels; use owner, labels or owner,labels")
+    return parts
+
+
+def label_keys(text: str) -> tuple[str, ...]:
+    """A comma-separated list of Kubernetes label (or annotation) keys, in the order given."""
+    return tuple(dict.fromkeys(label_key(k.strip()) for k in text.split(",") if k.strip()))
+
+
 def existing_file(text: str) -> str:
     if not os.path.isfile(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a readable file")
@@ -530,6 +554,7 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _switch(g, "structured-metadata", env, "also send name, uid, reason, node, object_uid and api_version as "
             "structured metadata (Loki >= 3)")
     _flag(g, "cluster", env, "value of the cluster label", default="", show="none (no label)")
+    _add_enrich_flags(sync, env)
 
     g = sync.add_argument_group("events")
     _flag(g, "field-selector", env, "server-side field selector, e.g. type=Warning,involvedObject.kind!=Pod",
@@ -584,6 +609,8 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     _flag(pl, "page-size", env, "events per list page", default=500, type=positive_int)
     _flag(pl, "list-from", env, "etcd or cache, as for run: what each list costs the API server and etcd",
           default="etcd", type=choice("etcd", "cache"))
+    _flag(pl, "enrich-max-requests", env, "--enrich's request budget per run, for what it adds",
+          default=ENRICH_MAX_REQUESTS, type=positive_int)
     _flag(pl, "output", env, "text or json", default="text", type=choice("text", "json"))
     mf = sub.add_parser("manifest", parents=[common], help="print a ready backfill Job from cronjob.yaml")
     mf.add_argument("kind", choices=["backfill"], help="what to print")
@@ -591,6 +618,45 @@ def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     mf.add_argument("--until", default=None, type=time_or_duration, help="window end (default: now)")
     _flag(mf, "manifest-file", env, "the CronJob manifest to derive it from", default="cronjob.yaml")
     return root
+
+
+def _add_enrich_flags(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    g = p.add_argument_group("enrich (the involved object's workload and labels, docs/kubernetes.md)")
+    _flag(g, "enrich", env, "look up each shipped occurrence's involved object: owner (its top controller: "
+          "workload_kind, workload_name), labels (--enrich-labels), or owner,labels; needs get on the workload "
+          "kinds (deploy/components/enrich-rbac)", default=(), type=enrich_what, show="off")
+    _flag(g, "enrich-labels", env, "labels of the involved object to send as label_<name>, e.g. "
+          "app.kubernetes.io/name,team", default=(), type=label_keys, show="none")
+    _flag(g, "enrich-annotations", env, "annotations of the involved object to send as annotation_<name>, each "
+          "named (never all: they carry last-applied configurations and sometimes secrets)", default=(),
+          type=label_keys, show="none")
+    _flag(g, "enrich-index-labels", env, f"at most {ENRICH_MAX_INDEX_LABELS} enrich fields to make stream labels "
+          "too, e.g. workload_name (each multiplies the streams: README, \"Which workload\")", default=(),
+          type=label_keys, show="none (structured metadata and the line only)")
+    _flag(g, "enrich-max-requests", env, "API requests the lookups may make per run; the rest ship without the "
+          "fields", default=ENRICH_MAX_REQUESTS, type=positive_int,
+          show=f"{ENRICH_MAX_REQUESTS}, a fifth of a run's requests at 10,000 events/h")
+
+
+def _check_enrich(cfg: Config) -> None:
+    from job.enrich import field_name
+
+    if len(cfg.enrich_index_labels) > ENRICH_MAX_INDEX_LABELS:
+        raise UsageError(f"--enrich-index-labels names {len(cfg.enrich_index_labels)} fields; at most "
+                         f"{ENRICH_MAX_INDEX_LABELS} (each multiplies the number of streams)")
+    known = {"workload_kind", "workload_name", "workload_namespace", "workload_stop"}
+    known |= {field_name("label_", k) for k in cfg.enrich_labels}
+    known |= {field_name("annotation_", k) for k in cfg.enrich_annotations}
+    for name in cfg.enrich_index_labels:
+        if name not in known:
+            raise UsageError(f"--enrich-index-labels {name} is not one of the fields --enrich sends: "
+                             f"{', '.join(sorted(known))}")
+    if bool(cfg.enrich_labels) != ("labels" in cfg.enrich):
+        raise UsageError("--enrich labels and --enrich-labels go together: name the labels to copy, e.g. "
+                         "--enrich owner,labels --enrich-labels app.kubernetes.io/name,team")
+    if (cfg.enrich_annotations or cfg.enrich_index_labels
+            or (cfg.enrich_max_requests != ENRICH_MAX_REQUESTS and cfg.command != "plan")) and not cfg.enrich:
+        raise UsageError("--enrich-annotations, --enrich-index-labels and --enrich-max-requests need --enrich")
 
 
 def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Config:
@@ -606,6 +672,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> C
     if cfg.loki_username and not cfg.loki_password:
         raise UsageError(f"--loki-username needs --loki-password (or {env_var('loki-password')})")
     _check_headers(cfg)
+    _check_enrich(cfg)
     if cfg.command == "backfill" and cfg.until:
         now = dt.datetime.now(dt.timezone.utc)
         if resolve_time(cfg.until, now) <= resolve_time(cfg.since, now):

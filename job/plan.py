@@ -12,6 +12,7 @@ hour); T = --event-ttl; D = --active-deadline; P = --page-size.
     listed per run     L = r * T / 3600              every run lists all the API server still holds
     API requests/run   Q = max(1, ceil(L / P)) + RUN_REQUESTS (+ CONFIGMAP_REQUESTS for a ConfigMap store)
                        (+ 1 for --list-from cache: GET /version, to know the cache can page)
+    --enrich           min(--enrich-max-requests, 3 * N) more requests/run, BYTES_PER_LOOKUP each
     etcd reads/run     --list-from etcd: ceil(L / P) before Kubernetes 1.34, 1 from 1.34 (the first page's
                        revision check; the watch cache serves the rest); --list-from cache: 0 on 1.34+
                        (docs/performance.md, "The API server's side")
@@ -78,6 +79,13 @@ CONFIGMAP_CAPACITY = int((CONFIGMAP_LIMIT - CONFIGMAP_HEADROOM) / CHECKPOINT_BYT
 RULER_INTERVAL_S = 60
 RETRY_BUDGET_S = 120
 ALERT_SLACK_S = RULER_INTERVAL_S + RETRY_BUDGET_S
+
+# --enrich: a metadata-only GET of a Pod, ReplicaSet or Deployment (labels, ownerReferences, one
+# managedFields entry) measured 666-690 bytes in bench/enrich.py; objects written by several managers
+# carry more managedFields, so the model rounds up. The walk reads at most 3 objects per occurrence (Pod, ReplicaSet,
+# Deployment; Pod, Job, CronJob), fewer when owners are shared, and never more than the budget.
+BYTES_PER_LOOKUP = 800
+LOOKUPS_PER_NEW_EVENT = 3
 
 HORIZON = dt.timedelta(days=7)  # a week covers every hour-of-day and day-of-week pattern
 # Kubernetes' cron parser (robfig/cron ParseStandard) takes five fields or one of these.
@@ -180,9 +188,18 @@ def evaluate(cfg: Config, start: dt.datetime) -> dict[str, Any]:
         "min_alert_window_s": window,
         "worst_case_alert_window_s": longest + deadline + RULER_INTERVAL_S,
         "gap_alert_window_s": math.ceil((ttl + run_s + ALERT_SLACK_S) / 60) * 60,
+        "enrich": enrich_cost(requests, runs_per_day, new_per_run, cfg.enrich_max_requests),
         "ok": not problems,
         "problems": problems,
     }
+
+
+def enrich_cost(requests: int, runs_per_day: float, new_per_run: float, budget: int) -> dict[str, float]:
+    """What --enrich adds at most: min(budget, 3 lookups per new occurrence) requests a run, and their bytes."""
+    extra = min(budget, math.ceil(new_per_run * LOOKUPS_PER_NEW_EVENT))
+    return {"max_requests": budget, "requests_per_run": extra, "requests_per_day": extra * runs_per_day,
+            "bytes_per_run": extra * BYTES_PER_LOOKUP, "bytes_per_day": extra * BYTES_PER_LOOKUP * runs_per_day,
+            "added_share": extra / requests}
 
 
 def main(cfg: Config, out: IO[str], now: dt.datetime) -> int:
@@ -206,6 +223,7 @@ def main(cfg: Config, out: IO[str], now: dt.datetime) -> int:
         ("etcd reads", f"{p['etcd_reads_per_run']['from_1_34']} per run on Kubernetes 1.34+, "
                        f"{p['etcd_reads_per_run']['before_1_34']} before (--list-from {p['list_from']})"),
         ("bytes listed", f"{_mb(p['bytes_listed_per_run'])} MB per run, {_mb(p['bytes_listed_per_day'])} MB per day"),
+        ("with --enrich", _enrich_row(p["enrich"])),
         ("CPU per day", f"{_num(p['cpu_s_per_day'])} s ({_num(p['cpu_s_per_run'])} s per run); an always-on "
                         f"daemon: about {_num(DAEMON_CPU_S_PER_DAY)} s at {DAEMON_EVENTS_PER_HOUR}/h"),
         ("ledger", f"{_num(p['ledger_entries'])} entries, {_mb(p['checkpoint_bytes'])} MB "
@@ -219,6 +237,12 @@ def main(cfg: Config, out: IO[str], now: dt.datetime) -> int:
     for key, value in rows:
         out.write(f"{key:<{width}}  {value}\n")
     return 0 if p["ok"] else 1
+
+
+def _enrich_row(e: dict[str, float]) -> str:
+    return (f"up to {e['requests_per_run']:.0f} more requests ({e['added_share']:.0%}) and "
+            f"{e['bytes_per_run'] / 1000:.0f} KB per run, {_num(e['requests_per_day'])} requests and "
+            f"{_mb(e['bytes_per_day'])} MB per day (--enrich-max-requests {e['max_requests']:.0f})")
 
 
 def _minutes(seconds: float) -> str:

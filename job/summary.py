@@ -36,3 +36,12 @@ class Summary:
     list_complete: bool = False
     list_requests: int = 0  # event list requests and their response bytes, the cost to the API server
     list_bytes: int = 0
+    # --enrich (job/enrich.py): occurrences shipped with workload fields; those left without them, or
+    # whose owner walk stopped short, by why; and the lookups' requests and response bytes.
+    enriched: int = 0
+    enrich_missing: int = 0
+    enrich_forbidden: int = 0
+    enrich_over_budget: int = 0
+    enrich_errors: int = 0
+    enrich_requests: int = 0
+    enrich_bytes: int = 0

@@ -10,6 +10,7 @@ from job.cmd import Config, resolve_time
 from job.connections import Connections
 from job.dedupe import NS, Ledger
 from job.deps import Deps
+from job.enrich import NONE, enricher_for
 from job.events import rfc3339, to_ns
 from job.failure import RunFailed
 from job.kube import Listing
@@ -78,14 +79,19 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
                                        now_ns - int(cfg.event_ttl * NS)))
         progress = Progress(deps.stderr, deps.clock.monotonic) if Progress.wanted(cfg.log_format, deps.stderr) else None
         add, labels, line = pusher.add, fmt.labels, fmt.line
-        metadata = fmt.metadata if cfg.structured_metadata else None
+        # --enrich: lookups only for what select() ships; they add fields, never change what ships.
+        enrich = enricher_for(cfg, conn.api, deps.clock.monotonic, s)
+        metadata = fmt.metadata if cfg.structured_metadata or enrich else None
         for page in pages(cfg, conn, deps, listing):
             for e, ts_ns, new, skew in select(page, ledger, cfg.filters, s):
-                add(labels(e, hour_bucket(ts_ns) if backfill else "") + skew, ts_ns, line(e, new),
-                    metadata(e) if metadata else None, route(e.meta.namespace) if route else None)
+                x = enrich(e) if enrich else NONE
+                add(labels(e, hour_bucket(ts_ns) if backfill else "") + skew + x.labels, ts_ns, line(e, new, x.pairs),
+                    metadata(e, x.pairs) if metadata else None, route(e.meta.namespace) if route else None)
             if progress:
                 progress.show(s)
         pusher.flush()
+        if enrich:
+            enrich.finish()
         if progress:
             progress.done()
     finally:

@@ -25,9 +25,9 @@ pkg/distributor, pkg/ingester/stream.go):
   string of integer ns, an invalid label name, a non-string label value, structured metadata that is
   not an object of strings. Label *limits* (more than 15 names, name > 1024 or value > 2048 bytes) are
   checked per stream by Loki's distributor, so only that stream's entries are rejected (partial 400).
-* The ingester drops an entry silently when it equals the stream's last accepted entry by timestamp
-  and line (metadata is not compared there), and checks ``too far behind`` *before* its duplicate
-  check: re-sending an entry older than newest-1h is a 400, not a silent duplicate.
+* The ingester drops an entry silently when it equals the stream's last accepted entry by timestamp,
+  line and structured metadata (pkg/ingester/stream.go, labelsEqual), and checks ``too far behind``
+  *before* its duplicate check: re-sending an entry older than newest-1h is a 400, not a silent duplicate.
 * Structured metadata names are normalised the way the distributor does (``k8s.pod.name`` becomes
   ``k8s_pod_name``); more than 128 pairs or more than 64 KiB per entry is rejected.
 * query_range answers Loki 3's default encoding: structured metadata is merged into the stream labels
@@ -208,7 +208,7 @@ class _Stream:
         self.seen: set[_Stored] = set()
         self.highest: int | None = None
         self.last_ts: int | None = None
-        self.last_line: str | None = None
+        self.last_line: tuple[str, Metadata] | None = None  # with its structured metadata
         self.is_sorted = True
 
     def sorted_entries(self) -> list[_Stored]:
@@ -1196,13 +1196,13 @@ class LokiDouble:
                     if patterns and any(p in line for p in patterns):
                         failed.append((ts, "line rejected by the test double (reject_matching)"))
                         continue
-                    if ts == last_ts and line == last_line:
+                    if ts == last_ts and (line, meta) == last_line:
                         duplicates += 1
                         continue
                     if ts < cutoff:
                         failed.append((ts, texts["too_far_behind"].format(ts=_rfc3339(ts), cutoff=_rfc3339(cutoff))))
                         continue
-                    last_ts, last_line = ts, line
+                    last_ts, last_line = ts, (line, meta)
                     if highest is None or ts > highest:
                         highest = ts
                         cutoff = ts - TOO_FAR_BEHIND_NS

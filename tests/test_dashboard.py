@@ -57,7 +57,7 @@ def rows() -> dict[str, list[dict[str, Any]]]:
     current = ""
     for p in dashboard()["panels"]:
         if p["type"] == "row":
-            current = next((s for s in STYLE_LABELS if p["title"].lower().startswith(s)), "job")
+            current = next((s for s in (*STYLE_LABELS, "by workload") if p["title"].lower().startswith(s)), "job")
             out[current] = list(p.get("panels") or [])
         else:
             out[current].append(p)
@@ -108,7 +108,7 @@ def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_the_dashboard_has_a_row_for_each_label_style_and_one_for_the_job() -> None:
-    assert set(rows()) == {"job", *STYLE_LABELS}
+    assert set(rows()) == {"job", "by workload", *STYLE_LABELS}
     assert "label style" in dashboard()["description"]
 
 
@@ -281,3 +281,27 @@ def test_the_documented_query_returns_kubectls_count_for_an_event_that_repeated(
     counts, news = values
     assert len(counts) == 2  # two lines: one per run in which the count rose
     assert max(counts) == 70 == sum(news)  # kubectl's COUNT, whichever way
+
+
+def test_the_workload_row_counts_occurrences_by_workload_across_a_rollout(h: Harness) -> None:
+    from tests.test_enrich import about, put, ref, run
+
+    deploy = put(h.kube, "deployments", "web")
+    for rollout in ("7d9f8", "5c4b3"):  # two ReplicaSets of one Deployment: a rollout
+        rs = put(h.kube, "replicasets", f"web-{rollout}", owner=ref(deploy))
+        about(h.kube, put(h.kube, "pods", f"web-{rollout}-a", owner=ref(rs)), count=2)
+    about(h.kube, put(h.kube, "pods", "debug"), reason="Pulled")
+    assert run(h, "--enrich", "owner") == 0
+    values = all_values()
+    panels_ = rows()["by workload"]
+    assert {p["title"] for p in panels_} == {"Occurrences by workload", "Top reasons per workload"}
+    for p in panels_:
+        (t,) = p["targets"]
+        q = logql.parse(t["expr"], values)
+        assert any(op == "=" and v for _, op, v in q.selector)  # a matcher Loki accepts as non-empty
+        sums: dict[str, float] = {}
+        for e in h.loki.entries():
+            ok, out, value = logql.evaluate(q, e.labels, e.line)
+            if ok and not out.get("__error__") and value is not None:
+                sums[out["workload_name"]] = sums.get(out["workload_name"], 0.0) + value
+        assert sums == {"web": 4.0, "debug": 1.0}, p["title"]  # both pods' occurrences under one Deployment

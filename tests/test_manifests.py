@@ -179,7 +179,7 @@ def test_every_component_on_top_of_the_install_renders_valid_objects(tmp_path: P
     # Each component puts its objects in the job's namespace (or, for RBAC, the watched ones).
     for doc in items:
         if doc["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding") \
-                and doc["metadata"]["name"] != "loki-event-sync-events":
+                and doc["metadata"]["name"] not in ("loki-event-sync-events", "loki-event-sync-enrich"):
             assert doc["metadata"].get("namespace") == NAMESPACE, (doc["kind"], doc["metadata"]["name"])
     assert {"NetworkPolicy", "Role", "RoleBinding"} <= {d["kind"] for d in items}
 
@@ -502,8 +502,9 @@ images:
 def test_namespaced_rbac_replaces_the_cluster_wide_grant_with_a_role_per_watched_namespace(tmp_path: Path) -> None:
     items = all_components(tmp_path)
     cluster_wide = by_kind(items, "ClusterRole") + by_kind(items, "ClusterRoleBinding")
-    # The only cluster-wide grant left is the opt-in tenant-label one, which lists namespaces, not events.
-    assert {d["metadata"]["name"] for d in cluster_wide} == {"loki-event-sync-namespaces"}
+    # The only cluster-wide grants left are the opt-in tenant-label one, which lists namespaces, not events,
+    # and enrich-rbac's (get on the workload kinds; its namespaced variant is the one to use with this).
+    assert {d["metadata"]["name"] for d in cluster_wide} == {"loki-event-sync-namespaces", "loki-event-sync-enrich"}
     readers = [r for r in by_kind(items, "Role") if r["metadata"]["name"] == "loki-event-sync-events"]
     watched = {r["metadata"]["namespace"] for r in readers}
     assert watched == {"default"}
@@ -658,3 +659,17 @@ patches:
     env = {e["name"]: e.get("value") for e in container(cronjob(items))["env"]}
     assert env["LOKI_EVENT_SYNC_EVENT_NAMESPACES"] == "default,shop"
     assert validate_all(items) == len(items)
+
+
+def test_enrich_rbac_grants_get_on_exactly_the_owner_walks_kinds_cluster_wide_or_per_namespace(tmp_path: Path) -> None:
+    from job.enrich import BUILTIN
+
+    walk = {(group, resource, "get") for (group, _), resource in BUILTIN.items()}
+    for component, kind in (("enrich-rbac", "ClusterRole"), ("enrich-rbac/namespaced", "Role")):
+        items = render_overlay(tmp_path, 'resources: ["{base}"]\ncomponents: ["{c}/' + component + '"]\n',
+                               base=BASE, c=COMPONENTS)
+        assert validate_all(items) == len(items)
+        (role,) = [r for r in by_kind(items, kind) if r["metadata"]["name"] == "loki-event-sync-enrich"]
+        assert {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+                for v in rule["verbs"]} == walk
+        assert_bound_to_the_service_account(items, NAMESPACE)
