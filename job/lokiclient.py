@@ -136,12 +136,15 @@ class LokiClient:
         return refused
 
     def _split(self, tenant: str, batch: Batch, splits: _Splits, reason: str) -> int:
-        if reason and not splits.take(2, reason):
-            raise PushError(f"Loki at {self.safe_url} refused the request (400) for a reason this job does not "
-                            f"know: {one_line(reason, tenant=tenant)}; {SPLIT_BOUND} extra requests did not single "
-                            "out the entries it refuses; the checkpoint is not saved")
-        self.stats.split_requests += 2
-        return sum(self._deliver(tenant, half, splits) for half in batch.split())
+        refused = 0
+        for half in batch.split():
+            if reason and not splits.take(reason):
+                raise PushError(f"Loki at {self.safe_url} refused the request (400) for a reason this job does not "
+                                f"know: {one_line(reason, tenant=tenant)}; {SPLIT_BOUND} extra requests did not "
+                                "single out the entries it refuses; the checkpoint is not saved")
+            self.stats.split_requests += 1
+            refused += self._deliver(tenant, half, splits)
+        return refused
 
     def _mend(self, tenant: str, batch: Batch, verdict: Verdict, splits: _Splits) -> int:
         """Re-send what Loki named a limit for, cut to fit: its count of entries that then landed."""
@@ -198,10 +201,10 @@ class _Splits:
     def __init__(self, bound: int) -> None:
         self.left, self.used, self.reason = bound, 0, ""
 
-    def take(self, n: int, reason: str) -> bool:
+    def take(self, reason: str) -> bool:
         self.reason = self.reason or reason
-        if n > self.left:
+        if not self.left:
             return False
-        self.left -= n
-        self.used += n
+        self.left -= 1
+        self.used += 1
         return True

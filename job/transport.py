@@ -15,6 +15,7 @@ from job.clock import Clock
 from job.cmd import valid_token
 from job.logs import Redactor
 from job.lokianswers import one_line, retry_after
+from job.summary import Summary
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ class PushStats:
     split_requests: int = 0  # extra requests that split a batch Loki refused (413, an unknown 400)
     loki_truncated: int = 0  # lines cut to Loki's own max entry size and re-sent
     metadata_dropped: int = 0  # entries re-sent without the structured metadata Loki refused
+
+    def count_into(self, s: Summary) -> None:
+        s.lines, s.bytes, s.bytes_sent, s.rejected = self.lines, self.bytes_raw, self.bytes_sent, self.rejected
+        s.pushes, s.retries, s.split_requests = self.requests, self.retries, self.split_requests
+        s.loki_truncated, s.metadata_dropped = self.loki_truncated, self.metadata_dropped
 
 
 class Transport:

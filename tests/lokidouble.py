@@ -18,6 +18,12 @@ pkg/distributor, pkg/ingester/stream.go):
   behind, ``reject_matching``), its per-stream summary ``entry with timestamp T ignored, reason: '...',``
   lines and ``user 'T', total ignored: N out of M for stream: {...}``, which replaces the former (Loki's
   instance.Push returns the last stream's error). The valid entries of the request are stored.
+* ``loki_version`` ("2.9", "3.0", "3.1" for 3.1.0-3.5.5, "3.6" for 3.5.6 and later; the default is the
+  newest) picks whose words it answers with (``LOKI_TEXTS``, docs/loki-facts.md): grafana/loki #19206
+  lowercased "Max entry size", "Error parsing labels", the rate and stream limits and dropped the
+  structured-metadata messages' trailing periods; 2.9 has no structured-metadata limits. ``answer_next``
+  sends that version's 429s (tenant rate, stream rate, stream limit) and 3.2+'s 260 for blocked
+  ingestion; ``reject_matching(..., reason=)`` refuses entries with a text no client knows.
 * ``allow_structured_metadata=False`` is ``limits_config.allow_structured_metadata: false``: every entry
   carrying metadata is refused. ``fail_next`` can also answer 2xx with a body or 3xx with a Location,
   ``tls=(cert, key)`` serves HTTPS, ``refuse_tenant`` makes the gateway refuse one tenant.

@@ -188,3 +188,28 @@ def test_structured_metadata_over_lokis_limits_is_dropped_and_the_entry_lands(
         s = h.summary()
         assert (s["lines"], s["rejected"], s["metadata_dropped"]) == (3, 0, 3)
         assert [e.metadata for e in loki.entries()] == [{}, {}, {}] and checkpoint_bytes(h) is not None
+
+
+def test_blocked_ingestion_is_read_in_the_3_2_and_the_main_shape() -> None:
+    from job.lokianswers import blocked_until
+
+    assert blocked_until("ingestion blocked for user fake until '2030-01-01T00:00:00Z' with status code '260'") \
+        == "2030-01-01T00:00:00Z"
+    assert blocked_until("Ingestion blocked for user 'fake' (policy: 'p1') until '2030-01-02T00:00:00Z' "
+                         "with status code '260'") == "2030-01-02T00:00:00Z"
+    assert blocked_until("<html>login</html>") is None
+
+
+def test_splitting_stops_at_its_bound_and_fails_the_push_unsaved(loki: LokiDouble) -> None:
+    from job.batch import Batch
+    from job.lokiclient import LokiClient, PushError
+
+    loki.reject_matching("", reason="stream '{stream}' refused by a policy no client knows yet")
+    batch = Batch()
+    for i in range(200):  # all refused: singling out each one would take 398 extra requests
+        batch.add((("job", "x"),), time.time_ns() - i * NS, f"line {i}", None)
+    client = LokiClient(loki.url)
+    with pytest.raises(PushError, match=rf"{SPLIT_BOUND} extra requests did not single out"):
+        client.send("", batch)
+    assert loki.pushes == 1 + SPLIT_BOUND and client.stats.split_requests == SPLIT_BOUND
+    client.close()
