@@ -131,8 +131,8 @@ class LokiClient:
         if refused:
             self.stats.rejected += refused
             self.first_reject = self.first_reject or one_line(text, tenant=tenant)
-            log.warning("Loki rejected %d of %d entries (not retried): %s", refused, batch.count,
-                        one_line(text, 500, tenant))
+            log.warning("Loki rejected %d of %d entries (not retried): %s%s", refused, batch.count,
+                        one_line(text, 500, tenant), _which(batch) if batch.count == 1 else "")
         return refused
 
     def _split(self, tenant: str, batch: Batch, splits: _Splits, reason: str) -> int:
@@ -208,3 +208,9 @@ class _Splits:
         self.left -= 1
         self.used += 1
         return True
+
+
+def _which(batch: Batch) -> str:
+    """A single refused entry by what finds it in Loki's terms: its stream and timestamp."""
+    ((labels, (ts, _, _)),) = batch.entries()
+    return f" (the entry at {ts} ns in {{{', '.join(f'{k}={v!r}' for k, v in labels)}}})"
