@@ -71,9 +71,9 @@ class LokiClient:
         self.first_reject = ""
         self._stop = threading.Event()
         self.http = Transport(self.url, self.safe_url, timeout=timeout, retry_budget=retry_budget,
-                            auth=auth or url_auth, bearer_token_file=bearer_token_file, verify=verify,
-                            clock=clock or Clock(), rng=rng or random.Random(), redactor=redactor,
-                            push_format=push_format, stats=self.stats, stop=self._stop)
+                              auth=auth or url_auth, bearer_token_file=bearer_token_file, verify=verify,
+                              clock=clock or Clock(), rng=rng or random.Random(), redactor=redactor,
+                              push_format=push_format, stats=self.stats, stop=self._stop)
 
     def send(self, tenant: str, batch: Batch) -> None:
         """Deliver ``batch``: return once Loki acknowledged it (or refused entries one by one)."""
