@@ -30,6 +30,9 @@ class Summary:
     bytes_sent: int = 0
     rejected: int = 0
     truncated: int = 0
+    loki_truncated: int = 0  # cut again to a max entry size of Loki's below --max-line-bytes, and re-sent
+    metadata_dropped: int = 0  # re-sent without the structured metadata Loki refused as over its limits
+    split_requests: int = 0  # extra requests splitting batches Loki refused (413, a 400 reason not known)
     pages: int = 0
     pushes: int = 0
     retries: int = 0

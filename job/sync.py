@@ -99,8 +99,8 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     finally:
         pusher.close()
         st = pusher.stats
-        s.lines, s.bytes, s.bytes_sent, s.rejected = st.lines, st.bytes_raw, st.bytes_sent, st.rejected
-        s.pushes, s.retries, s.truncated = st.requests, st.retries, fmt.truncated
+        st.count_into(s)
+        s.truncated = fmt.truncated
     s.resource_version, s.list_complete = listing.resource_version, listing.complete
     s.list_requests, s.list_bytes = listing.requests, listing.bytes
     log_malformed_total(s)

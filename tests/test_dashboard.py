@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from job import gap, lines, loki, metrics
+from job import gap, lines, lokiclient, metrics
 from tests import logql
 from tests.conftest import Harness, legacy_event, now
 from tests.shipped import EVENTS, SETTINGS, Shipped, shipped
@@ -202,7 +202,7 @@ def test_occurrence_panels_group_by_fields_every_shipped_event_has(data: tuple[s
 
 def test_the_rejects_panels_read_the_jobs_own_log_lines(data: tuple[str, Shipped]) -> None:
     _, shipped_ = data
-    assert "Loki rejected %d of %d entries" in inspect.getsource(loki)  # the line the panels look for
+    assert "Loki rejected %d of %d entries" in inspect.getsource(lokiclient)  # the line the panels look for
     values = all_values()
     job_panels = rows()["job"]
     assert job_panels
