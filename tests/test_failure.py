@@ -113,7 +113,7 @@ CASES: list[tuple[str, Setup, dict[str, str], str]] = [
         lambda h: h.kube.fail("GET", "/api/v1/events", 500, times=20)), {}, "kube-api"),
     ("the API server is unreachable", _unreachable_api, {}, "kube-api"),
     ("Loki is unreachable", lambda h, t: _run(h, "--loki-url", f"http://127.0.0.1:{_closed_port()}"), {}, "loki"),
-    ("Loki refuses the whole push", _after(lambda h: h.loki.fail_next(400, times=5, body="bad")),
+    ("Loki refuses the whole push", _after(lambda h: h.loki.fail_next(400, times=1000, body="bad")),
      {}, "loki"),
     ("the checkpoint ConfigMap is missing", _after(
         lambda h: h.kube.delete_object("configmaps", NAMESPACE, "loki-event-sync-checkpoint")), {}, "store"),
