@@ -36,7 +36,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import plan_cost  # noqa: E402
 from bench.events import make_event  # noqa: E402
 from bench.pages import DiscardSink, PageServer, fetch_pages  # noqa: E402
 from tests.kubeapi import KubeAPI  # noqa: E402
@@ -418,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_size(n, tmp, args.loki_url or None, args.repeat, not args.no_api_modes))
             print(f"N={n}: {rows[-1]['events_per_s']} events/s, {rows[-1]['vs_floor']}x the floor", file=sys.stderr)
         ledger = ledger_figures(tmp, args.ledger_entries) if args.ledger_entries else []
+        from bench import enrich  # what --enrich adds at 10k listed, 1.7k new (bench/enrich.py)
+
+        enriching = enrich.measure(tmp)["runs"] if 10_000 in sizes else []
+        from bench import plan_cost  # plan --from-cluster against a run with nothing new (bench/plan_cost.py)
+
         plan = plan_cost.measure(10_000 if 10_000 in sizes else max(sizes), tmp, args.repeat)
     imports_after = import_costs(args.repeat)  # again at the end: the spread says how noisy the machine was
     for before, after in zip(imports, imports_after, strict=True):
@@ -441,12 +445,14 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(table(ledger, [("store", "store"), ("entries", "entries"), ("bytes", "bytes"), ("save_s", "save s"),
                              ("load_s", "load s")]))
+    if enriching:
+        print()
+        print(table(enriching, enrich.COLUMNS))
     print()
-    print(table([plan], [("n", "N"), ("first_run_cpu_s", "first run CPU s"), ("nothing_new_cpu_s", "run CPU s"),
-                         ("plan_cpu_s", "plan --from-cluster CPU s"), ("plan_vs_run", "÷ run"), ("met", "< run")]))
+    print(table([plan], plan_cost.COLUMNS))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": rows, "imports": imports, "targets": goals,
-                                               "ledger": ledger, "plan": plan}, indent=2))
+                                               "ledger": ledger, "enrich": enriching, "plan": plan}, indent=2))
     return 0
 
 

@@ -21,6 +21,8 @@ from tests.kubeapi import KubeAPI
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "loki-event-sync"
 PAGE = 500
+COLUMNS = [("n", "N"), ("first_run_cpu_s", "first run CPU s"), ("nothing_new_cpu_s", "run CPU s"),
+           ("plan_cpu_s", "plan --from-cluster CPU s"), ("plan_vs_run", "÷ run"), ("met", "< run")]
 
 
 def _cpu_s(args: list[str]) -> float:

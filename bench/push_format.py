@@ -14,9 +14,10 @@ import json
 import time
 
 from bench.events import make_event
+from job.batch import Batch
 from job.events import decode_page
 from job.lines import Formatter
-from job.loki import Batch, _compress
+from job.transport import compress as _compress
 
 
 def _batches(n: int, batch_bytes: int, structured_metadata: bool) -> list[Batch]:

@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from job import __version__
@@ -24,6 +24,14 @@ DEFAULT_CRONJOB_NAME = "loki-event-sync"  # cronjob.yaml's
 # The install's namespace: the default for the Lease and the checkpoint, off-cluster too.
 DEFAULT_NAMESPACE = "loki-event-sync"
 MiB = 1024 * 1024
+# Below the install's activeDeadlineSeconds (540 s): the run ends itself, reports and releases the Lease
+# with a minute to spare for a slow pod start, instead of being killed by the kubelet's SIGTERM.
+DEFAULT_DEADLINE_S = 480.0
+# --enrich-max-requests: in plan's request model a run at 10,000 events/h (TTL 1h, page size 500) makes
+# 20 list pages + 4 Lease requests = 24 with an S3 or file checkpoint (26 with the ConfigMap's read and
+# write); 20 % of the smaller is 4.8, so 4 keeps every store at or under a fifth (15-17 %).
+ENRICH_MAX_REQUESTS = 4
+ENRICH_MAX_INDEX_LABELS = 3
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,11 @@ class Config:
     label_style: str = "default"
     line_format: str = "json"
     structured_metadata: bool = False
+    enrich: tuple[str, ...] = ()  # "owner", "labels"
+    enrich_labels: tuple[str, ...] = ()
+    enrich_annotations: tuple[str, ...] = ()
+    enrich_index_labels: tuple[str, ...] = ()
+    enrich_max_requests: int = ENRICH_MAX_REQUESTS
     max_line_bytes: int = 256 * 1024 - 1024
     batch_bytes: int = MiB
     page_size: int = 500
@@ -78,6 +91,7 @@ class Config:
     schedule: str = "*/10 * * * *"
     events_per_hour: int = 10_000
     active_deadline: float = 540.0  # the CronJob's activeDeadlineSeconds
+    deadline: float = 0.0  # the run's own: it stops itself (outcome "deadline") once this long has passed
     # manifest
     manifest_file: str = "cronjob.yaml"
 
@@ -304,6 +318,20 @@ def label_key(text: str) -> str:
     return text
 
 
+def enrich_what(text: str) -> tuple[str, ...]:
+    """--enrich owner,labels: which fields to look up ('' = off)."""
+    parts = tuple(sorted({p.strip() for p in text.split(",") if p.strip()}))
+    for p in parts:
+        if p not in ("owner", "labels"):
+            raise argparse.ArgumentTypeError(f"{p!r} is not owner or labels; use owner, labels or owner,labels")
+    return parts
+
+
+def label_keys(text: str) -> tuple[str, ...]:
+    """A comma-separated list of Kubernetes label (or annotation) keys, in the order given."""
+    return tuple(dict.fromkeys(label_key(k.strip()) for k in text.split(",") if k.strip()))
+
+
 def existing_file(text: str) -> str:
     if not os.path.isfile(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a readable file")
@@ -439,183 +467,238 @@ def env_var(flag: str) -> str:
     return _ECOSYSTEM_VARS.get(flag) or ENV_PREFIX + flag.upper().replace("-", "_")
 
 
-def _flag(p: argparse._ActionsContainer, name: str, env: Mapping[str, str], help: str, **kw: Any) -> None:
-    """Add --name with its env fallback; invalid env values fail like invalid flags."""
-    var = env_var(name)
-    default = kw.pop("default", None)
-    kind = kw.get("type")
-    if var in env:
-        raw = env[var]
-        try:
-            default = kind(raw) if kind else raw
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"environment variable {var}: {exc}") from None
-    shown = kw.pop("show", default)
-    if kind is not None and default == "":
-        # argparse runs `type` on string defaults too; "" means unset and is always allowed.
-        kw["type"] = lambda text, _kind=kind: text if text == "" else _kind(text)
-        kw["type"].__name__ = getattr(kind, "__name__", "value")
-    p.add_argument(f"--{name}", default=default, help=f"{help} [env {var}; default: {shown}]", **kw)
+@dataclass(frozen=True)
+class Flag:
+    """One setting: --name, its environment variable env_var(name), its default and its value type.
+
+    ``show`` is the default as --help states it; ``switch`` is an on/off flag; ``env=False`` (with
+    ``required``) is a per-invocation value that no environment variable may set.
+    """
+
+    name: str
+    help: str
+    default: Any = ""
+    type: Callable[[str], Any] | None = None
+    show: Any = None
+    switch: bool = False
+    env: bool = True
+    required: bool = False
 
 
-def _switch(p: argparse._ActionsContainer, name: str, env: Mapping[str, str], help: str) -> None:
-    var = env_var(name)
-    default = False
-    if var in env:
-        try:
-            default = boolean(env[var])
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"environment variable {var}: {exc}") from None
-    p.add_argument(f"--{name}", action="store_true", default=default, help=f"{help} [env {var}; default: {default}]")
+def _switch(name: str, help: str) -> Flag:
+    return Flag(name, help, False, switch=True)
 
 
-def _own_events(g: argparse._ActionsContainer, env: Mapping[str, str], *, shipping: bool = True) -> None:
-    """--own-events (for the commands that ship) and --cronjob-name, which says what is the job's own."""
-    if shipping:
-        _flag(g, "own-events", env, "the Events about the job's own CronJob, Jobs and Pods: warnings ships "
-              "only their Warnings, all ships them all, none ships none (docs/kubernetes.md)", default="warnings",
-              type=choice(*OWN_EVENTS))
-    _flag(g, "cronjob-name", env, "the job's CronJob, in the job's namespace, whose Jobs and Pods are its own",
-          default=DEFAULT_CRONJOB_NAME, type=k8s_name)
+_TTL = Flag("event-ttl", "the API server's --event-ttl (at most 30d); sets the gap warning and when out-of-scope "
+            "ledger entries are forgotten", 3600.0, at_most(30 * _DAY, "30d"), "1h")
+_PAGE_SIZE = Flag("page-size", "events per list page", 500, positive_int)
+_LIST_FROM = Flag("list-from", "etcd: every list reads the most recent data from etcd; cache: the API server's watch "
+                  "cache serves it (resourceVersionMatch=NotOlderThan the previous run's list), cheaper for the API "
+                  "server and etcd, see docs/performance.md", "etcd", choice("etcd", "cache"))
+_OUTPUT = Flag("output", "text or json", "text", choice("text", "json"))
+_CRONJOB = Flag("cronjob-name", "the job's CronJob, in the job's namespace, whose Jobs and Pods are its own",
+                DEFAULT_CRONJOB_NAME, k8s_name)
+_WINDOW = ("window", (Flag("since", "window start: 2h or RFC3339", None, time_or_duration, env=False, required=True),
+                      Flag("until", "window end (default: now)", None, time_or_duration, env=False)))
+
+LOGGING: tuple[str, tuple[Flag, ...]] = ("logging", (
+    Flag("log-format", "log as one JSON object per line, or text for a terminal", "json", choice("json", "text")),
+    Flag("log-level", "DEBUG, INFO, WARNING or ERROR", "INFO", choice("DEBUG", "INFO", "WARNING", "ERROR")),
+))
+KUBERNETES: tuple[str, tuple[Flag, ...]] = ("kubernetes", (
+    Flag("kubeconfig", "kubeconfig file, used when not running in a cluster", show="in-cluster, then ~/.kube/config"),
+    Flag("context", "kubeconfig context", show="the current context"),
+    Flag("namespace", "the job's own namespace, for the Lease and the default checkpoint ConfigMap", "", k8s_name,
+         f"the service account's in a cluster, else {DEFAULT_NAMESPACE} (never the kubeconfig context's)"),
+    Flag("api-timeout", "timeout of each Kubernetes API call (at most 1h)", 30.0, at_most(3600, "1h"), "30s"),
+))
+CHECKPOINT: tuple[str, tuple[Flag, ...]] = ("checkpoint", (
+    Flag("state", "checkpoint store: configmap://NAMESPACE/NAME, s3://BUCKET/KEY or file://PATH", "", state_url,
+         f"configmap://<namespace>/{DEFAULT_CHECKPOINT_CONFIGMAP}, in a cluster and off it; a local file only when "
+         "asked for; none for --from-file --dry-run"),
+    Flag("s3-endpoint-url", "S3-compatible endpoint (MinIO ...); credentials come from boto3's chain", "", http_url,
+         "AWS"),
+))
+LOKI: tuple[str, tuple[Flag, ...]] = ("loki", (
+    Flag("loki-url", "Loki base URL (/loki/api/v1/push is appended) or the full push URL ending in /loki/api/v1/push",
+         "", http_url, "none, required unless --dry-run"),
+    Flag("tenant", "X-Scope-OrgID for multi-tenant Loki: the default tenant, for namespaces no --tenant-map or "
+         "--tenant-label entry names", show="none"),
+    Flag("tenant-map", "route namespaces to tenants: 'REGEX=TENANT,REGEX2=TENANT2', each regex fully matching the "
+         "namespace, first match wins; a comma inside a regex is written \\,", None, tenant_map, "none"),
+    Flag("tenant-label", "namespace label naming the tenant for that namespace's events (opt-in: needs list on "
+         "namespaces); beats --tenant-map", "", label_key, "none"),
+    Flag("loki-username", "basic auth user for a Loki gateway", show="none"),
+    Flag("loki-password", "basic auth password (prefer the env var or a Secret)", show="none"),
+    Flag("loki-bearer-token-file", "file holding a bearer token, re-read on every push", show="none"),
+    Flag("loki-ca-file", "CA bundle for Loki's TLS certificate", "", existing_file, "system CAs"),
+    _switch("insecure-skip-tls-verify", "do not verify Loki's TLS certificate (logs a warning)"),
+    Flag("push-format", "json (gzip level 1) or protobuf (Loki's native logproto with snappy, as Promtail and "
+         "Alloy send)", "json", choice("json", "protobuf")),
+    Flag("push-timeout", "timeout of one push request (at most 1h)", 15.0, at_most(3600, "1h"), "15s"),
+    Flag("retry-budget", "give up retrying 429/5xx/connection errors after this long (at most 1d)", 120.0,
+         at_most(_DAY, "1d"), "2m"),
+    Flag("batch-bytes", "uncompressed size limit of one push", MiB, byte_size, "1MiB"),
+    Flag("max-line-bytes", "longer lines are truncated with a marker (at least 1KiB)", 256 * 1024 - 1024,
+         line_size, "255KiB"),
+    Flag("label-style", "stream labels: default (cluster, namespace, type, kind, job), seed (_host, _namespace, "
+         "_type, _kind as LokiEventCollector) or alloy (job, instance, namespace as Alloy's "
+         "loki.source.kubernetes_events); each adds level and service_name", "default",
+         choice("default", "seed", "alloy")),
+    Flag("line-format", "json, logfmt, seed (LokiEventCollector's Key:value text) or alloy (Alloy's logfmt keys)",
+         "json", choice("json", "logfmt", "seed", "alloy")),
+    _switch("structured-metadata", "also send name, uid, reason, node, object_uid and api_version as structured "
+            "metadata (Loki >= 3)"),
+    Flag("cluster", "value of the cluster label", show="none (no label)"),
+))
+ENRICH: tuple[str, tuple[Flag, ...]] = ("enrich (the involved object's workload and labels, docs/kubernetes.md)", (
+    Flag("enrich", "look up each shipped occurrence's involved object: owner (its top controller: workload_kind, "
+         "workload_name), labels (--enrich-labels), or owner,labels; needs get on the workload kinds "
+         "(deploy/components/enrich-rbac)", (), enrich_what, "off"),
+    Flag("enrich-labels", "labels of the involved object to send as label_<name>, e.g. app.kubernetes.io/name,team",
+         (), label_keys, "none"),
+    Flag("enrich-annotations", "annotations of the involved object to send as annotation_<name>, each named (never "
+         "all: they carry last-applied configurations and sometimes secrets)", (), label_keys, "none"),
+    Flag("enrich-index-labels", f"at most {ENRICH_MAX_INDEX_LABELS} enrich fields to make stream labels too, e.g. "
+         "workload_name (each multiplies the streams: README, \"Which workload\")", (), label_keys,
+         "none (structured metadata and the line only)"),
+    Flag("enrich-max-requests", "API requests the lookups may make per run; the rest ship without the fields",
+         ENRICH_MAX_REQUESTS, positive_int, f"{ENRICH_MAX_REQUESTS}, a fifth of a run's requests at 10,000 events/h"),
+))
+EVENTS: tuple[str, tuple[Flag, ...]] = ("events", (
+    Flag("field-selector", "server-side field selector, e.g. type=Warning,involvedObject.kind!=Pod", "",
+         field_selector, "none"),
+    *(Flag(f"{how}-{what}", f"{verb} events whose {what[:-1]} fully matches this regex ('' = no filter)", None,
+           regex, shown)
+      for what in ("namespaces", "reasons", "types", "kinds")
+      for how, verb, shown in (("include", "ship only", "all"), ("exclude", "skip", "none"))),
+    _PAGE_SIZE,
+    Flag("event-namespaces", "list events only in these namespaces (comma-separated), each with its own paged list, "
+         "so a Role per namespace is enough instead of the ClusterRole", (), namespace_list,
+         "all namespaces (cluster-wide list)"),
+    _LIST_FROM,
+    _TTL,
+    Flag("from-file", "read a saved `kubectl get events -A -o json` (or - for stdin) instead of the API",
+         show="none"),
+    _switch("dry-run", "print the streams and lines that would be pushed; touch nothing"),
+    _switch("reset-checkpoint", "ignore an unreadable checkpoint and start over (it is overwritten)"),
+    Flag("own-events", "the Events about the job's own CronJob, Jobs and Pods: warnings ships only their Warnings, "
+         "all ships them all, none ships none (docs/kubernetes.md)", "warnings", choice(*OWN_EVENTS)),
+    _CRONJOB,
+    Flag("lease-name", "Lease that keeps two runs from overlapping", DEFAULT_LEASE_NAME, k8s_name),
+    Flag("lease-duration", "Lease duration, 1s to 1h; renewed every third of it", 60.0,
+         at_most(3600, "1h", least_s=1), "60s"),
+    Flag("deadline", "stop a run that is still going after this long (not saving; outcome deadline), before the "
+         "CronJob's activeDeadlineSeconds has it killed ('0s' = never; at most 1d)", DEFAULT_DEADLINE_S,
+         at_most(_DAY, "1d"), "8m, below the install's activeDeadlineSeconds of 540s"),
+    Flag("pushgateway-url", "push run metrics to this Prometheus Pushgateway", "", http_url, "none"),
+))
+SYNC = (LOGGING, KUBERNETES, CHECKPOINT, LOKI, ENRICH, EVENTS)
+# Each command: its help, and the groups of flags it takes.
+COMMANDS: dict[str, tuple[str, tuple[tuple[str, tuple[Flag, ...]], ...]]] = {
+    "run": ("one sync (the CronJob's command)", (*SYNC, ("first run", (
+        Flag("since", "on a first run, ship only events newer than this", "", time_or_duration,
+             "everything the API holds"),)))),
+    "backfill": ("re-ship a window, even what the ledger says was shipped", (*SYNC, _WINDOW)),
+    "status": ("what the checkpoint says", (LOGGING, KUBERNETES, CHECKPOINT, ("status", (_OUTPUT, _TTL)))),
+    "plan": ("cost and risk of a schedule (exit 1: not safe)", (LOGGING, KUBERNETES, CHECKPOINT, ("plan", (
+        _switch("from-cluster", "measure the inputs: the checkpoint's recent runs and one list of the Events the "
+                "API server holds (needs the run's access)"),
+        _CRONJOB,
+        Flag("schedule", "cron expression", "*/10 * * * *"),
+        Flag("events-per-hour", "expected events per hour", 10_000, positive_int),
+        _TTL,
+        Flag("active-deadline", "the CronJob's activeDeadlineSeconds", 540.0, duration, "540s"),
+        _PAGE_SIZE, _LIST_FROM,
+        Flag("enrich-max-requests", "--enrich's request budget per run, for what it adds", ENRICH_MAX_REQUESTS,
+             positive_int),
+        _OUTPUT)))),
+    "manifest": ("print a ready backfill Job from cronjob.yaml", (LOGGING, _WINDOW, ("manifest", (
+        Flag("manifest-file", "the CronJob manifest to derive it from", "cronjob.yaml"),)))),
+}
+
+
+def _add(p: argparse._ActionsContainer, f: Flag, env: Mapping[str, str]) -> None:
+    """Add --name. An environment value stays a string until argparse converts the default, which it
+    does only for the command that runs, after --help and --version had their chance."""
+    if not f.env:
+        p.add_argument(f"--{f.name}", default=f.default, type=f.type or str, required=f.required, help=f.help)
+        return
+    var = env_var(f.name)
+    raw = env.get(var)
+    shown = f.default if f.show is None else f.show
+    help = f"{f.help} [env {var}; default: {shown}]"
+    if f.switch:  # store_true has no type: parse() converts an environment value
+        p.add_argument(f"--{f.name}", action="store_true", default=False if raw is None else raw, help=help)
+        return
+    kind = f.type
+    convert = None
+    if kind is not None:
+        def convert(text: str, _kind: Callable[[str], Any] = kind) -> Any:
+            if text == "" and f.default == "":  # "" means unset and is always allowed
+                return text
+            try:
+                return _kind(text)
+            except argparse.ArgumentTypeError as exc:
+                if raw is not None and text is raw:
+                    raise UsageError(f"environment variable {var}: {exc}") from None
+                raise
+        convert.__name__ = getattr(kind, "__name__", "value")
+    p.add_argument(f"--{f.name}", default=f.default if raw is None else raw, type=convert, help=help)
 
 
 def get_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    g = common.add_argument_group("logging")
-    _flag(g, "log-format", env, "log as one JSON object per line, or text for a terminal", default="json",
-          type=choice("json", "text"))
-    _flag(g, "log-level", env, "DEBUG, INFO, WARNING or ERROR", default="INFO",
-          type=choice("DEBUG", "INFO", "WARNING", "ERROR"))
-
-    kube = _Parser(add_help=False)
-    g = kube.add_argument_group("kubernetes")
-    _flag(g, "kubeconfig", env, "kubeconfig file, used when not running in a cluster", default="",
-          show="in-cluster, then ~/.kube/config")
-    _flag(g, "context", env, "kubeconfig context", default="", show="the current context")
-    _flag(g, "namespace", env, "the job's own namespace, for the Lease and the default checkpoint ConfigMap",
-          default="", type=k8s_name,
-          show=f"the service account's in a cluster, else {DEFAULT_NAMESPACE} (never the kubeconfig context's)")
-    _flag(g, "api-timeout", env, "timeout of each Kubernetes API call (at most 1h)", default=30.0,
-          type=at_most(3600, "1h"), show="30s")
-
-    store = _Parser(add_help=False)
-    g = store.add_argument_group("checkpoint")
-    _flag(g, "state", env, "checkpoint store: configmap://NAMESPACE/NAME, s3://BUCKET/KEY or file://PATH",
-          default="", type=state_url,
-          show=f"configmap://<namespace>/{DEFAULT_CHECKPOINT_CONFIGMAP}, in a cluster and off it; a local file only "
-          "when asked for; none for --from-file --dry-run")
-    _flag(g, "s3-endpoint-url", env, "S3-compatible endpoint (MinIO ...); credentials come from boto3's chain",
-          default="", type=http_url, show="AWS")
-
-    sync = _Parser(add_help=False)
-    g = sync.add_argument_group("loki")
-    _flag(g, "loki-url", env, "Loki base URL (/loki/api/v1/push is appended) or the full push URL ending in "
-          "/loki/api/v1/push", default="", type=http_url, show="none, required unless --dry-run")
-    _flag(g, "tenant", env, "X-Scope-OrgID for multi-tenant Loki: the default tenant, for namespaces no "
-          "--tenant-map or --tenant-label entry names", default="", show="none")
-    _flag(g, "tenant-map", env, "route namespaces to tenants: 'REGEX=TENANT,REGEX2=TENANT2', each regex fully "
-          "matching the namespace, first match wins; a comma inside a regex is written \\,", default=None,
-          type=tenant_map, show="none")
-    _flag(g, "tenant-label", env, "namespace label naming the tenant for that namespace's events (opt-in: "
-          "needs list on namespaces); beats --tenant-map", default="", type=label_key, show="none")
-    _flag(g, "loki-username", env, "basic auth user for a Loki gateway", default="", show="none")
-    _flag(g, "loki-password", env, "basic auth password (prefer the env var or a Secret)", default="",
-          show="none")
-    _flag(g, "loki-bearer-token-file", env, "file holding a bearer token, re-read on every push", default="",
-          show="none")
-    _flag(g, "loki-ca-file", env, "CA bundle for Loki's TLS certificate", default="", type=existing_file,
-          show="system CAs")
-    _switch(g, "insecure-skip-tls-verify", env, "do not verify Loki's TLS certificate (logs a warning)")
-    _flag(g, "push-format", env, "json (gzip level 1) or protobuf (Loki's native logproto with snappy, as "
-          "Promtail and Alloy send)", default="json", type=choice("json", "protobuf"))
-    _flag(g, "push-timeout", env, "timeout of one push request (at most 1h)", default=15.0,
-          type=at_most(3600, "1h"), show="15s")
-    _flag(g, "retry-budget", env, "give up retrying 429/5xx/connection errors after this long (at most 1d)",
-          default=120.0, type=at_most(_DAY, "1d"), show="2m")
-    _flag(g, "batch-bytes", env, "uncompressed size limit of one push", default=MiB, type=byte_size,
-          show="1MiB")
-    _flag(g, "max-line-bytes", env, "longer lines are truncated with a marker (at least 1KiB)",
-          default=256 * 1024 - 1024, type=line_size, show="255KiB")
-    _flag(g, "label-style", env, "stream labels: default (cluster, namespace, type, kind, job), seed "
-          "(_host, _namespace, _type, _kind as LokiEventCollector) or alloy (job, instance, namespace as "
-          "Alloy's loki.source.kubernetes_events); each adds level and service_name", default="default",
-          type=choice("default", "seed", "alloy"))
-    _flag(g, "line-format", env, "json, logfmt, seed (LokiEventCollector's Key:value text) or alloy "
-          "(Alloy's logfmt keys)", default="json", type=choice("json", "logfmt", "seed", "alloy"))
-    _switch(g, "structured-metadata", env, "also send name, uid, reason, node, object_uid and api_version as "
-            "structured metadata (Loki >= 3)")
-    _flag(g, "cluster", env, "value of the cluster label", default="", show="none (no label)")
-
-    g = sync.add_argument_group("events")
-    _flag(g, "field-selector", env, "server-side field selector, e.g. type=Warning,involvedObject.kind!=Pod",
-          default="", type=field_selector, show="none")
-    for what in ("namespaces", "reasons", "types", "kinds"):
-        _flag(g, f"include-{what}", env, f"ship only events whose {what[:-1]} fully matches this regex "
-              "('' = no filter)", default=None, type=regex, show="all")
-        _flag(g, f"exclude-{what}", env, f"skip events whose {what[:-1]} fully matches this regex "
-              "('' = no filter)", default=None, type=regex, show="none")
-    _flag(g, "page-size", env, "events per list page", default=500, type=positive_int)
-    _flag(g, "event-namespaces", env, "list events only in these namespaces (comma-separated), each with its own "
-          "paged list, so a Role per namespace is enough instead of the ClusterRole", default=(),
-          type=namespace_list, show="all namespaces (cluster-wide list)")
-    _flag(g, "list-from", env, "etcd: every list reads the most recent data from etcd; cache: the API server's "
-          "watch cache serves it (resourceVersionMatch=NotOlderThan the previous run's list), cheaper for "
-          "the API server and etcd, see docs/performance.md", default="etcd", type=choice("etcd", "cache"))
-    _own_events(g, env)
-    _flag(g, "event-ttl", env, "the API server's --event-ttl (at most 30d); sets the gap warning and "
-          "when out-of-scope ledger entries are forgotten", default=3600.0, type=at_most(30 * _DAY, "30d"),
-          show="1h")
-    _flag(g, "from-file", env, "read a saved `kubectl get events -A -o json` (or - for stdin) instead of the API",
-          default="", show="none")
-    _switch(g, "dry-run", env, "print the streams and lines that would be pushed; touch nothing")
-    _switch(g, "reset-checkpoint", env, "ignore an unreadable checkpoint and start over (it is overwritten)")
-    _flag(g, "lease-name", env, "Lease that keeps two runs from overlapping", default=DEFAULT_LEASE_NAME,
-          type=k8s_name)
-    _flag(g, "lease-duration", env, "Lease duration, 1s to 1h; renewed every third of it", default=60.0,
-          type=at_most(3600, "1h", least_s=1), show="60s")
-    _flag(g, "pushgateway-url", env, "push run metrics to this Prometheus Pushgateway", default="",
-          type=http_url, show="none")
-
     root = _Parser(prog="python -m job", description="Ship Kubernetes Events to Loki, once each.")
     root.add_argument("--version", action="version", version=f"loki-event-sync {__version__}")
     sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", parents=[common, kube, store, sync], help="one sync (the CronJob's command)")
-    _flag(run, "since", env, "on a first run, ship only events newer than this", default="",
-          type=time_or_duration, show="everything the API holds")
-    bf = sub.add_parser("backfill", parents=[common, kube, store, sync],
-                        help="re-ship a window, even what the ledger says was shipped")
-    bf.add_argument("--since", required=True, type=time_or_duration, help="window start: 2h or RFC3339")
-    bf.add_argument("--until", default=None, type=time_or_duration, help="window end (default: now)")
-    st = sub.add_parser("status", parents=[common, kube, store], help="what the checkpoint says")
-    _flag(st, "output", env, "text or json", default="text", type=choice("text", "json"))
-    _flag(st, "event-ttl", env, "the API server's --event-ttl (at most 30d)", default=3600.0,
-          type=at_most(30 * _DAY, "30d"), show="1h")
-    pl = sub.add_parser("plan", parents=[common, kube, store], help="cost and risk of a schedule (exit 1: not safe)")
-    _switch(pl, "from-cluster", env, "measure the inputs: the checkpoint's recent runs and one list of the Events "
-            "the API server holds (needs the run's access)")
-    _own_events(pl, env, shipping=False)
-    _flag(pl, "schedule", env, "cron expression", default="*/10 * * * *")
-    _flag(pl, "events-per-hour", env, "expected events per hour", default=10_000, type=positive_int)
-    _flag(pl, "event-ttl", env, "the API server's --event-ttl (at most 30d)", default=3600.0,
-          type=at_most(30 * _DAY, "30d"), show="1h")
-    _flag(pl, "active-deadline", env, "the CronJob's activeDeadlineSeconds", default=540.0, type=duration,
-          show="540s")
-    _flag(pl, "page-size", env, "events per list page", default=500, type=positive_int)
-    _flag(pl, "list-from", env, "etcd or cache, as for run: what each list costs the API server and etcd",
-          default="etcd", type=choice("etcd", "cache"))
-    _flag(pl, "output", env, "text or json", default="text", type=choice("text", "json"))
-    mf = sub.add_parser("manifest", parents=[common], help="print a ready backfill Job from cronjob.yaml")
-    mf.add_argument("kind", choices=["backfill"], help="what to print")
-    mf.add_argument("--since", required=True, type=time_or_duration, help="window start: 2h or RFC3339")
-    mf.add_argument("--until", default=None, type=time_or_duration, help="window end (default: now)")
-    _flag(mf, "manifest-file", env, "the CronJob manifest to derive it from", default="cronjob.yaml")
+    for command, (help, groups) in COMMANDS.items():
+        p = sub.add_parser(command, help=help)
+        if command == "manifest":
+            p.add_argument("kind", choices=["backfill"], help="what to print")
+        for title, flags in groups:
+            g = p.add_argument_group(title)
+            for f in flags:
+                _add(g, f, env)
     return root
+
+
+def _switches(cfg_values: dict[str, Any]) -> None:
+    """An on/off setting from the environment, converted now that the command is known."""
+    for f in (f for _, groups in COMMANDS.values() for _, flags in groups for f in flags if f.switch):
+        key = f.name.replace("-", "_")
+        if isinstance(cfg_values.get(key), str):
+            try:
+                cfg_values[key] = boolean(cfg_values[key])
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"environment variable {env_var(f.name)}: {exc}") from None
+
+
+def _check_enrich(cfg: Config) -> None:
+    from job.enrich import field_name
+
+    if len(cfg.enrich_index_labels) > ENRICH_MAX_INDEX_LABELS:
+        raise UsageError(f"--enrich-index-labels names {len(cfg.enrich_index_labels)} fields; at most "
+                         f"{ENRICH_MAX_INDEX_LABELS} (each multiplies the number of streams)")
+    known = {"workload_kind", "workload_name", "workload_namespace", "workload_stop"}
+    known |= {field_name("label_", k) for k in cfg.enrich_labels}
+    known |= {field_name("annotation_", k) for k in cfg.enrich_annotations}
+    for name in cfg.enrich_index_labels:
+        if name not in known:
+            raise UsageError(f"--enrich-index-labels {name} is not one of the fields --enrich sends: "
+                             f"{', '.join(sorted(known))}")
+    if bool(cfg.enrich_labels) != ("labels" in cfg.enrich):
+        raise UsageError("--enrich labels and --enrich-labels go together: name the labels to copy, e.g. "
+                         "--enrich owner,labels --enrich-labels app.kubernetes.io/name,team")
+    if (cfg.enrich_annotations or cfg.enrich_index_labels
+            or (cfg.enrich_max_requests != ENRICH_MAX_REQUESTS and cfg.command != "plan")) and not cfg.enrich:
+        raise UsageError("--enrich-annotations, --enrich-index-labels and --enrich-max-requests need --enrich")
 
 
 def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     ns = get_parser(env).parse_args(argv)
     values = vars(ns)
+    _switches(values)
     filters = Filters(**{k: values.pop(k) for k in list(values) if k.startswith(("include_", "exclude_"))})
     values = {k: v for k, v in values.items() if k in Config.__dataclass_fields__ and v is not None}
     cfg = Config(filters=filters, pod_name=env.get("HOSTNAME", ""), **values)
@@ -625,6 +708,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> C
     if cfg.loki_username and not cfg.loki_password:
         raise UsageError(f"--loki-username needs --loki-password (or {env_var('loki-password')})")
     _check_headers(cfg)
+    _check_enrich(cfg)
     if cfg.command == "backfill" and cfg.until:
         now = dt.datetime.now(dt.timezone.utc)
         if resolve_time(cfg.until, now) <= resolve_time(cfg.since, now):

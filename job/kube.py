@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from urllib3.exceptions import HTTPError
 
+from job import __version__
 from job.cmd import UsageError
 from job.events import Page
 
@@ -58,6 +59,7 @@ __all__ = ["ApiClient", "ApiException", "Configuration", "CoordinationV1Api", "C
            "list_event_pages", "own_namespace"]
 log = logging.getLogger(__name__)
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+USER_AGENT = f"loki-event-sync/{__version__}"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 # Where each name the job uses lives, so using it imports one module, not the package's __init__.
@@ -154,6 +156,12 @@ class KubeError(Exception):
     """The API refused or failed a call; the message says what to fix."""
 
 
+class KubeConfigError(KubeError):
+    """No usable kubeconfig or context: a setting to fix (job/failure.py)."""
+
+    cause = "kubeconfig"
+
+
 def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(f"{SA_DIR}/token")
 
@@ -163,15 +171,18 @@ def api_client(kubeconfig: str, context: str) -> client.ApiClient:
     if in_cluster() and not kubeconfig:
         cfg = client.Configuration()
         config.load_incluster_config(client_configuration=cfg)
-        return client.ApiClient(cfg)
+        api = client.ApiClient(cfg)
+        api.user_agent = USER_AGENT  # audit logs and API priority and fairness can tell this job apart
+        return api
     try:
         # persist_config=False: never write refreshed credentials back into the user's kubeconfig.
         api = config.new_client_from_config(
             config_file=kubeconfig or None, context=context or None, persist_config=False
         )
     except (config.ConfigException, OSError) as exc:
-        raise KubeError(f"no usable Kubernetes config: {exc};"
-                        " pass --kubeconfig/--context, or run in a cluster") from None
+        raise KubeConfigError(f"no usable Kubernetes config: {exc};"
+                              " pass --kubeconfig/--context, or run in a cluster") from None
+    api.user_agent = USER_AGENT
     return api
 
 
@@ -332,7 +343,7 @@ class Listing:
 class KubeForbidden(KubeError):
     """RBAC refused the list: a permissions setting to fix, so exit 2 like any configuration error."""
 
-    exit_code = 2
+    cause = "forbidden"
 
 
 def list_event_pages(api: client.ApiClient, *, page_size: int, field_selector: str, timeout: float,

@@ -130,8 +130,12 @@ def _present(f: Line) -> list[tuple[str, object]]:
 
 
 def logfmt_line(f: Line) -> str:
+    return logfmt_pairs(_present(f))
+
+
+def logfmt_pairs(pairs: Any) -> str:
     out = []
-    for k, v in _present(f):
+    for k, v in pairs:
         s = str(v)
         if any(c in s for c in ' "=\\') or not s.isprintable():
             s = _encode(s).decode()  # JSON string quoting is valid logfmt quoting
@@ -249,38 +253,54 @@ class Formatter:
             found = self._labels[key] = tuple((k, _label_value(v)) for k, v in base if v)
         return found
 
-    def line(self, e: Event, new: int) -> str:
+    def line(self, e: Event, new: int, extra: Labels = ()) -> str:
+        """The line; ``extra`` (--enrich's fields) is appended as more keys of the json and logfmt formats."""
         f = self._to_line(e, new)
         line = self.format(f)
-        if len(line) * 4 > self.max_line_bytes:  # only then can the UTF-8 size be over the limit
+        tail = self._tail(extra) if extra else ""
+        limit = self.max_line_bytes - len(tail.encode()) if tail else self.max_line_bytes
+        if (len(line) + len(tail)) * 4 > self.max_line_bytes:  # only then can the UTF-8 size be over the limit
             size = len(line.encode())
-            if size > self.max_line_bytes:
-                line = self._truncate(f, size)
-        return line
+            if size > limit:
+                line = self._truncate(f, size, limit)
+        if not tail:
+            return line
+        if self.format is json_line:
+            return line[:-1] + ("," if len(line) > 2 else "") + tail + "}"
+        return f"{line} {tail}" if line else tail
 
-    def _truncate(self, f: Line | AlloyLine, size: int) -> str:
+    def _tail(self, extra: Labels) -> str:
+        if self.format is json_line:
+            return ",".join(f"{_encode(k).decode()}:{_encode(v).decode()}" for k, v in extra)
+        if self.format is logfmt_line:
+            return logfmt_pairs(extra)
+        return ""  # seed and alloy keep the other tools' exact keys
+
+    def _truncate(self, f: Line | AlloyLine, size: int, limit: int) -> str:
         """Cut the message, not the event: the line stays parseable and says how much was cut."""
         self.truncated += 1
         msg = f.message.encode()
-        excess = size - self.max_line_bytes
+        excess = size - limit
         for _ in range(4):  # escaping can change the size a little; converge in a step or two
             keep = max(len(msg) - excess - 64, 0)
             f.message = msg[:keep].decode(errors="ignore") + f"…[truncated {len(msg) - keep} bytes]"
             line = self.format(f)
             size = len(line.encode())
-            if size <= self.max_line_bytes:
+            if size <= limit:
                 return line
-            excess += size - self.max_line_bytes
-        return line.encode()[: self.max_line_bytes].decode(errors="ignore")
+            excess += size - limit
+        return line.encode()[: max(limit, 0)].decode(errors="ignore")
 
-    def metadata(self, e: Event) -> dict[str, str] | None:
-        if not self.structured_metadata:
-            return None
-        md = {"name": e.obj.name, "uid": e.meta.uid, "reason": e.reason, "node": e.src.host,
-              "object_uid": e.obj.uid, "api_version": e.obj.apiVersion}
-        if self.level_in_metadata and e.type:
-            md["level"] = LEVELS.get(e.type, "unknown")
-        return {k: v for k, v in md.items() if v}
+    def metadata(self, e: Event, extra: Labels = ()) -> dict[str, str] | None:
+        """Structured metadata: --structured-metadata's fields, then --enrich's (always metadata)."""
+        md: dict[str, str | None] = {}
+        if self.structured_metadata:
+            md = {"name": e.obj.name, "uid": e.meta.uid, "reason": e.reason, "node": e.src.host,
+                  "object_uid": e.obj.uid, "api_version": e.obj.apiVersion}
+            if self.level_in_metadata and e.type:
+                md["level"] = LEVELS.get(e.type, "unknown")
+        md.update(extra)
+        return {k: v for k, v in md.items() if v} or None
 
 
 def _label_value(v: str) -> str:

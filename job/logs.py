@@ -71,6 +71,8 @@ def setup(fmt: str, level: str, redact: Redactor, stream: IO[str] | None = None)
     """Configure the root logger; called by main(), never at import time."""
     handler = _RedactingHandler(stream or sys.stderr, redact)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    # On the handler too: the kubernetes client re-sets urllib3's logger to WARNING when it is built.
+    handler.setLevel(level)
     root = logging.getLogger()
     for h in list(root.handlers):
         if isinstance(h, _RedactingHandler):

@@ -1,4 +1,10 @@
-"""Entry point: parse the settings, set up logging, run one command, map the outcome to an exit code."""
+"""Entry point: parse the settings, set up logging, run one command, map its ending to an exit code.
+
+Whatever ends a command is mapped to one row of job/failure.py CAUSES, which gives the exit code. A
+run or backfill ends with exactly one line, built in a ``finally`` whatever ended it (SIGTERM
+included): its outcome and counts, which on a failure is also the line that says what went wrong,
+and the same figures go to the Pushgateway.
+"""
 from __future__ import annotations
 
 import json
@@ -9,7 +15,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 from job import __version__
 from job.cmd import Config, UsageError, parse, redact_url
-from job.failure import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from job.failure import CAUSES, EXIT_OK, EXIT_USAGE, cause_of
 from job.logs import Redactor, setup
 
 if TYPE_CHECKING:
@@ -17,7 +23,6 @@ if TYPE_CHECKING:
     from job.summary import Summary
 
 log = logging.getLogger("job")
-
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
@@ -35,33 +40,30 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     redact = Redactor(cfg.secrets())
     d.redactor = redact
     setup(cfg.log_format, cfg.log_level, redact, d.stderr)
+    if cfg.command in ("run", "backfill"):
+        return _sync(cfg, d, redact)
     try:
-        return _dispatch(cfg, d, redact)
-    except UsageError as exc:  # a setting found wrong only once the command ran (a schedule, a dump)
+        return _dispatch(cfg, d)
+    except UsageError as exc:  # a setting found wrong only once the command ran (a schedule, a manifest)
         print(f"error: {redact(str(exc))}", file=d.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        log.error("interrupted; the checkpoint was not saved")
-        return EXIT_FAILED
-    except Exception as exc:  # the last line of defence: one line, never a traceback with secrets
-        _log_failure(exc)
-        return EXIT_FAILED
+    except BaseException as exc:  # KeyboardInterrupt too: one line, never a traceback with secrets
+        cause = cause_of(exc)
+        log.error("%s failed: %s", cfg.command, _reason(exc, cause))
+        return CAUSES[cause].code
 
 
-def _log_failure(exc: Exception) -> None:
-    from job.failure import RunFailed
-    from job.kube import KubeError
-    from job.loki import PushError
-    from state import StoreError
-
-    if isinstance(exc, (KubeError, PushError, RunFailed, StoreError)):
-        log.error("run failed: %s", exc)
-    else:
-        log.error("run failed with an unexpected %s: %s", type(exc).__name__, exc)
-        log.debug("details", exc_info=True)
+def _reason(exc: BaseException, cause: str) -> str:
+    """One line saying what is wrong; the details of an unexpected error only at DEBUG."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGTERM or Ctrl-C); the checkpoint was not saved"
+    if cause == "unexpected":
+        log.debug("details", exc_info=exc)
+        return f"an unexpected {type(exc).__name__}: {exc}"
+    return str(exc)
 
 
-def _dispatch(cfg: Config, d: Deps, redact: Redactor) -> int:
+def _dispatch(cfg: Config, d: Deps) -> int:
     if cfg.command == "plan":
         from job import plan
 
@@ -70,41 +72,50 @@ def _dispatch(cfg: Config, d: Deps, redact: Redactor) -> int:
         from job import manifest
 
         return manifest.main(cfg, d)
-    if cfg.command == "status":
-        from job.kube import KubeError
-        from job.status import render, status
-        from state import StoreError
+    from job.status import render, status
 
-        try:
-            info = status(cfg, d)
-        except (KubeError, StoreError) as exc:  # a missing store, namespace or object: exit 1, one line
-            log.error("status failed: %s", exc)
-            return EXIT_FAILED
-        if cfg.output == "json":
-            d.stdout.write(json.dumps(info, indent=2) + "\n")
-        else:
-            d.stdout.write(render(info))
-        return EXIT_OK
-    log.info("loki-event-sync %s starting %s", __version__, cfg.command,
-             extra={"fields": {"config": redact(json.dumps(_public(cfg), default=str))}})
+    info = status(cfg, d)
+    d.stdout.write(json.dumps(info, indent=2) + "\n" if cfg.output == "json" else render(info))
+    return EXIT_OK
+
+
+def _sync(cfg: Config, d: Deps, redact: Redactor) -> int:
+    """A run or backfill, and its one closing line and metrics push, however it ends."""
     from job import sync
+    from job.history import cpu_s
     from job.summary import Summary
 
-    summary = Summary()
+    log.info("loki-event-sync %s starting %s", __version__, cfg.command,
+             extra={"fields": {"config": redact(json.dumps(_public(cfg), default=str))}})
+    started = d.clock.monotonic()
+    s = Summary()
+    error: BaseException | None = None
     try:
-        code = sync.run(cfg, d, summary)
-    except UsageError as exc:  # found only once the run reads its input, e.g. a --from-file of Pods
-        log.error("%s", exc)
-        code = EXIT_USAGE
-    except Exception as exc:
-        _log_failure(exc)
-        # A permission to grant (kube.KubeForbidden) is a configuration error: exit 2, not a failed run.
-        code = int(getattr(exc, "exit_code", EXIT_FAILED))
-    _push_metrics(cfg, summary, code)  # a failed run is exactly what the metrics must show
-    # Every run ends with its counts, a failed one too: they say how far it got.
-    log.info("%s %s: %s", cfg.command, "completed" if code == EXIT_OK else "failed",
-             " ".join(f"{k}={v}" for k, v in asdict(summary).items()), extra={"fields": {"summary": asdict(summary)}})
-    return code
+        sync.run(cfg, d, s)
+    except BaseException as exc:  # SIGTERM arrives as KeyboardInterrupt (job/__main__.py): report it too
+        error = exc
+    finally:
+        cause = "ok" if error is None else cause_of(error)
+        s.cause, s.outcome, s.exit_code = cause, CAUSES[cause].outcome, CAUSES[cause].code
+        s.duration_s = round(d.clock.monotonic() - started, 3)
+        s.cpu_s = round(cpu_s(), 3)
+        _end(cfg, s, error)
+    if error is not None and not isinstance(error, (Exception, KeyboardInterrupt)):
+        raise error  # SystemExit and the like are not the run's to swallow
+    return s.exit_code
+
+
+def _end(cfg: Config, s: Summary, error: BaseException | None) -> None:
+    figures = s.figures()
+    verb, level = {"ok": ("completed", logging.INFO), "skipped": ("skipped", logging.INFO)}.get(
+        s.outcome, ("failed", logging.ERROR))
+    why = "" if error is None else f"{_reason(error, s.cause)}; "
+    log.log(level, "%s %s: %s%s", cfg.command, verb, why, " ".join(f"{k}={v}" for k, v in figures.items()),
+            extra={"fields": {"summary": figures}})
+    if cfg.pushgateway_url and not cfg.dry_run:
+        from job import metrics
+
+        metrics.push(cfg, s)  # a failed run is exactly what the metrics must show
 
 
 def _public(cfg: Config) -> dict[str, object]:
@@ -117,11 +128,3 @@ def _public(cfg: Config) -> dict[str, object]:
         out[key] = redact_url(out[key])
     out["filters"] = {k: v.pattern for k, v in out["filters"].items() if v is not None}
     return out
-
-
-def _push_metrics(cfg: Config, summary: Summary, code: int) -> None:
-    if not cfg.pushgateway_url or cfg.dry_run:
-        return
-    from job import metrics
-
-    metrics.push(cfg, summary, code)

@@ -1,8 +1,11 @@
 """Run metrics for a Prometheus Pushgateway: a CronJob lives too briefly to be scraped.
 
-A successful run replaces the whole group (PUT), including the success timestamp. A failed run
-only adds its own values (POST) and leaves the last success timestamp in place, so "time since the
-last success" keeps growing and LokiEventSyncStale (deploy/alerts.yaml) can fire.
+Every ending of a run pushes once (job/main.py), and every sample carries the run's ``outcome``
+label (ok, skipped, failed, terminated, deadline: job/failure.py). A successful run replaces the
+whole group (PUT), the success timestamp included. Any other ending only adds its own values (POST)
+and leaves the last success timestamp in place, so "time since the last success" keeps growing and
+LokiEventSyncStale (deploy/alerts.yaml) fires. A skipped run did no sync: it pushes how it ended and
+its duration only, never zeros for counts it did not take (the ledger size above all).
 """
 from __future__ import annotations
 
@@ -19,8 +22,28 @@ log = logging.getLogger(__name__)
 JOB = "loki-event-sync"
 TIMEOUT_S = 10.0  # a hung push must not keep the pod (and its Lease) alive
 
+# name, help, the Summary fields it sums; pushed only when the run reports them (Summary.figures).
+GAUGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("run_duration_seconds", "Duration of the last run", ("duration_s",)),
+    ("last_run_exit_code", "Exit code of the last run (0 = ok or skipped)", ("exit_code",)),
+    ("events_listed", "Events listed by the last run", ("listed",)),
+    ("events_shipped", "New event occurrences pushed to Loki by the last run", ("new",)),
+    ("events_skipped", "Events the last run did not ship: already shipped, filtered, outside the window or "
+     "pruned", ("duplicates", "filtered", "out_of_window", "before_horizon")),
+    ("loki_rejected_entries", "Entries Loki refused (400) in the last run", ("rejected",)),
+    ("gap_seconds", "Seconds of events that may be missing because no run succeeded within the event TTL",
+     ("gap_seconds",)),
+    ("ledger_entries", "Occurrences remembered in the checkpoint", ("ledger",)),
+    ("checkpoint_bytes", "Size of the checkpoint the last run saved", ("checkpoint_bytes",)),
+    ("checkpoint_limit_bytes", "Size limit of the checkpoint's store (0 = none)", ("checkpoint_limit_bytes",)),
+)
 
-def push(cfg: Config, summary: Summary, code: int) -> None:
+# Every series a push can hold (deploy/alerts.yaml and the dashboard may name no other).
+NAMES = frozenset(f"loki_event_sync_{name}" for name in (
+    "last_success_timestamp_seconds", "last_run_timestamp_seconds", *(g[0] for g in GAUGES)))
+
+
+def push(cfg: Config, summary: Summary) -> None:
     """Push this run's metrics; a Pushgateway failure is logged once and never fails the run."""
     # Imported here: only runs with --pushgateway-url pay for it at start-up.
     from urllib.parse import unquote, urlsplit
@@ -29,28 +52,21 @@ def push(cfg: Config, summary: Summary, code: int) -> None:
     from prometheus_client.exposition import basic_auth_handler, default_handler, push_to_gateway, pushadd_to_gateway
 
     registry = CollectorRegistry()
+    outcome = summary.outcome or "ok"
 
     def gauge(name: str, doc: str, value: float) -> None:
-        Gauge(name, doc, registry=registry).set(value)
+        Gauge(f"loki_event_sync_{name}", doc, ["outcome"], registry=registry).labels(outcome).set(value)
 
-    # A run skipped because another holds the Lease returns 0 without listing a single page; it did
-    # no sync, so it must not refresh the success timestamp.
-    synced = code == 0 and summary.pages > 0
+    synced = outcome == "ok"
+    now = time.time()
     if synced:
-        gauge("loki_event_sync_last_success_timestamp_seconds",
-              "Unix time the last successful run finished", time.time())
-    gauge("loki_event_sync_run_duration_seconds", "Duration of the last run", summary.duration_s)
-    gauge("loki_event_sync_events_listed", "Events listed by the last run", summary.listed)
-    gauge("loki_event_sync_events_shipped", "New event occurrences pushed to Loki by the last run", summary.new)
-    gauge("loki_event_sync_events_skipped",
-          "Events the last run did not ship: already shipped, filtered, outside the window or pruned",
-          summary.duplicates + summary.filtered + summary.out_of_window + summary.before_horizon)
-    gauge("loki_event_sync_loki_rejected_entries", "Entries Loki refused (400) in the last run", summary.rejected)
-    gauge("loki_event_sync_gap_seconds",
-          "Seconds of events that may be missing because no run succeeded within the event TTL",
-          summary.gap_seconds)
-    gauge("loki_event_sync_ledger_entries", "Occurrences remembered in the checkpoint", summary.ledger)
-    gauge("loki_event_sync_last_run_exit_code", "Exit code of the last run (0 = success)", code)
+        gauge("last_success_timestamp_seconds", "Unix time the last successful run finished", now)
+    gauge("last_run_timestamp_seconds", "Unix time the last run ended, whatever its outcome", now)
+    figures = summary.figures()
+    for name, doc, fields in GAUGES:
+        # Only a run that saved has a checkpoint size: a failed one must not push it as 0.
+        if all(f in figures for f in fields) and (synced or not name.startswith("checkpoint")):
+            gauge(name, doc, sum(figures[f] for f in fields))
 
     parts = urlsplit(cfg.pushgateway_url)
     safe_url = redact_url(cfg.pushgateway_url)

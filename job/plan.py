@@ -12,6 +12,7 @@ hour); T = --event-ttl; D = --active-deadline; P = --page-size.
     listed per run     L = r * T / 3600              every run lists all the API server still holds
     API requests/run   Q = max(1, ceil(L / P)) + RUN_REQUESTS (+ CONFIGMAP_REQUESTS for a ConfigMap store)
                        (+ 1 for --list-from cache: GET /version, to know the cache can page)
+    --enrich           min(--enrich-max-requests, 3 * N) more requests/run, BYTES_PER_LOOKUP each
     etcd reads/run     --list-from etcd: ceil(L / P) before Kubernetes 1.34, 1 from 1.34 (the first page's
                        revision check; the watch cache serves the rest); --list-from cache: 0 on 1.34+
                        (docs/performance.md, "The API server's side")
@@ -115,6 +116,12 @@ DAEMON_WATCH_REQUESTS_PER_DAY = (144, 288)
 DAEMON_LEASE_WRITES_PER_DAY = 43_200
 _EVERY = {"*/5 * * * *": 5, "*/10 * * * *": 10, "*/15 * * * *": 15, "*/30 * * * *": 30}  # minutes
 COMPARED = tuple(_EVERY)
+# --enrich: a metadata-only GET of a Pod, ReplicaSet or Deployment (labels, ownerReferences, one
+# managedFields entry) measured 666-690 bytes in bench/enrich.py; objects written by several managers
+# carry more managedFields, so the model rounds up. The walk reads at most 3 objects per occurrence (Pod, ReplicaSet,
+# Deployment; Pod, Job, CronJob), fewer when owners are shared, and never more than the budget.
+BYTES_PER_LOOKUP = 800
+LOOKUPS_PER_NEW_EVENT = 3
 
 HORIZON = dt.timedelta(days=7)  # a week covers every hour-of-day and day-of-week pattern
 # Kubernetes' cron parser (robfig/cron ParseStandard) takes five fields or one of these.
@@ -190,6 +197,7 @@ def evaluate(cfg: Config, start: dt.datetime, measured: dict[str, Any] | None = 
         "worst_case_alert_window_s": longest + deadline + RULER_INTERVAL_S,
         "gap_alert_window_s": math.ceil((ttl + run_s + ALERT_SLACK_S) / 60) * 60,
         "own": _own_cost(runs_per_day),
+        "enrich": enrich_cost(requests, runs_per_day, p["new_per_run"], cfg.enrich_max_requests),
     })
     if kind != "configmap":
         p["ledger_capacity"] = None
@@ -269,6 +277,14 @@ def _problems(p: dict[str, Any]) -> list[str]:
                         f"about {capacity * 3600 / (ttl + PRUNE_MARGIN_S):.0f} events/h at this TTL): "
                         "the store would fill and early pruning would skip events; use --state s3://BUCKET/KEY")
     return problems
+
+
+def enrich_cost(requests: int, runs_per_day: float, new_per_run: float, budget: int) -> dict[str, float]:
+    """What --enrich adds at most: min(budget, 3 lookups per new occurrence) requests a run, and their bytes."""
+    extra = min(budget, math.ceil(new_per_run * LOOKUPS_PER_NEW_EVENT))
+    return {"max_requests": budget, "requests_per_run": extra, "requests_per_day": extra * runs_per_day,
+            "bytes_per_run": extra * BYTES_PER_LOOKUP, "bytes_per_day": extra * BYTES_PER_LOOKUP * runs_per_day,
+            "added_share": extra / requests}
 
 
 def main(cfg: Config, out: IO[str], now: dt.datetime, deps: Deps | None = None) -> int:
@@ -365,6 +381,7 @@ def _rows(cfg: Config, p: dict[str, Any]) -> list[tuple[str, str]]:
                            f"start of {'-'.join(_num(x) for x in POD_START_NODE_S)} s on a node; a daemon: "
                            f"{'-'.join(map(str, DAEMON_WATCH_REQUESTS_PER_DAY))} watch requests a day, "
                            f"{DAEMON_LEASE_WRITES_PER_DAY} Lease writes if it elects a leader"),
+        ("with --enrich", _enrich_row(p["enrich"])),
         ("CPU per day", f"{_num(p['cpu_s_per_day'])} s ({_num(p['cpu_s_per_run'])} s per run); an always-on "
                         f"daemon: about {_num(DAEMON_CPU_S_PER_DAY)} s at {DAEMON_EVENTS_PER_HOUR}/h"),
         ("ledger", f"{_num(p['ledger_entries'])} entries, {_mb(p['checkpoint_bytes'])} MB "
@@ -380,6 +397,12 @@ def _table(out: IO[str], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         out.write("  ".join(f"{v:<{w}}" for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
+
+
+def _enrich_row(e: dict[str, float]) -> str:
+    return (f"up to {e['requests_per_run']:.0f} more requests ({e['added_share']:.0%}) and "
+            f"{e['bytes_per_run'] / 1000:.0f} KB per run, {_num(e['requests_per_day'])} requests and "
+            f"{_mb(e['bytes_per_day'])} MB per day (--enrich-max-requests {e['max_requests']:.0f})")
 
 
 def _minutes(seconds: float) -> str:

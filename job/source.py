@@ -41,14 +41,15 @@ def _from_file(cfg: Config, deps: Deps) -> Page:
             with open(cfg.from_file, "rb") as f:
                 data = f.read()
     except OSError as exc:
-        raise RunFailed(f"cannot read --from-file {cfg.from_file}: {exc.strerror}") from None
+        raise RunFailed(f"cannot read --from-file {cfg.from_file}: {exc.strerror}", "from-file") from None
     how = "make it with `kubectl get events -A -o json`"
     try:
         page = decode_dump(data)
     except NotEvents as exc:
-        raise UsageError(f"--from-file {cfg.from_file} is not a dump of Events: {exc}; {how}") from None
+        raise RunFailed(f"--from-file {cfg.from_file} is not a dump of Events: {exc}; {how}", "from-file") from None
     except ValueError as exc:
-        raise RunFailed(f"--from-file {cfg.from_file} is not an EventList or List in JSON ({exc}); {how}") from None
+        raise RunFailed(f"--from-file {cfg.from_file} is not an EventList or List in JSON ({exc}); {how}",
+                        "from-file") from None
     if selector is not None:
         page.events = [(e, t) for e, t in page.events if selector.matches(e)]
     return page

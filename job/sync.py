@@ -4,15 +4,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from array import array
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 from job import checkpointing, gap, history
 from job.cmd import Config, resolve_time
 from job.connections import Connections
 from job.dedupe import NS, Ledger
 from job.deps import Deps
+from job.enrich import NONE, enricher_for
 from job.events import rfc3339, to_ns
-from job.failure import RunFailed
+from job.failure import RunFailed, RunSkipped
 from job.filters import OwnEvents
 from job.kube import Listing
 from job.lease import Lease, Renewer
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: Config, deps: Deps, s: Summary) -> int:
-    """A sync (cfg.command == "run") or a backfill, counting into ``s``. Returns the exit code."""
+    """A sync (cfg.command == "run") or a backfill, counting into ``s``. Returns 0; raises RunSkipped
+    when another run holds the Lease, and RunFailed (or the failing component's error) otherwise."""
     started = deps.clock.monotonic()
     conn = Connections(cfg, deps.redactor)
     backfill = cfg.command == "backfill"
@@ -45,9 +47,9 @@ def run(cfg: Config, deps: Deps, s: Summary) -> int:
             holder = lease.acquire()
             if holder is not None:
                 if backfill:  # a backfill Job that did nothing must not look like a success
-                    raise RunFailed(f"{holder}; the backfill did not run: retry once that run has finished")
-                log.info("skipping this run: %s", holder)
-                return 0
+                    raise RunFailed(f"{holder}; the backfill did not run: retry once that run has finished",
+                                    "lease-held")
+                raise RunSkipped(holder)
         with Renewer(lease) if lease else contextlib.nullcontext():
             return _run_locked(cfg, deps, conn, store, lease, started, backfill, s)
     finally:
@@ -60,6 +62,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     now = deps.clock.now()
     now_ns = to_ns(now)
     cp, version, existed = checkpointing.load(store, cfg.reset_checkpoint, now_ns)
+    s.ledger = len(cp.ledger)
     since_ns = to_ns(resolve_time(cfg.since, now)) if cfg.since and (backfill or not existed) else 0
     until_ns = to_ns(resolve_time(cfg.until, now)) if cfg.until else 0
     ledger = Ledger(cp, ttl_s=cfg.event_ttl, now_ns=now_ns, since_ns=since_ns, until_ns=until_ns,
@@ -82,23 +85,29 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
                                        now_ns - int(cfg.event_ttl * NS)))
         progress = Progress(deps.stderr, deps.clock.monotonic) if Progress.wanted(cfg.log_format, deps.stderr) else None
         add, labels, line = pusher.add, fmt.labels, fmt.line
-        metadata = fmt.metadata if cfg.structured_metadata else None
+        # --enrich: lookups only for what select() ships; they add fields, never change what ships.
+        enrich = enricher_for(cfg, conn.api, deps.clock.monotonic, s)
+        metadata = fmt.metadata if cfg.structured_metadata or enrich else None
         for page in pages(cfg, conn, deps, listing):
+            _check_deadline(cfg, deps, started)
             for e, ts_ns, new, skew in select(page, ledger, filters, s):
                 stamps.append(ts_ns)
-                add(labels(e, hour_bucket(ts_ns) if backfill else "") + skew, ts_ns, line(e, new),
-                    metadata(e) if metadata else None, route(e.meta.namespace) if route else None)
+                x = enrich(e) if enrich else NONE
+                add(labels(e, hour_bucket(ts_ns) if backfill else "") + skew + x.labels, ts_ns, line(e, new, x.pairs),
+                    metadata(e, x.pairs) if metadata else None, route(e.meta.namespace) if route else None)
             if progress:
                 progress.show(s)
         pusher.flush()
         s.delay_p50_s, s.delay_p95_s = history.delays(stamps, to_ns(deps.clock.now()))
+        if enrich:
+            enrich.finish()
         if progress:
             progress.done()
     finally:
         pusher.close()
         st = pusher.stats
-        s.lines, s.bytes, s.bytes_sent, s.rejected = st.lines, st.bytes_raw, st.bytes_sent, st.rejected
-        s.pushes, s.retries, s.truncated = st.requests, st.retries, fmt.truncated
+        st.count_into(s)
+        s.truncated = fmt.truncated
     s.resource_version, s.list_complete = listing.resource_version, listing.complete
     s.list_requests, s.list_bytes = listing.requests, listing.bytes
     log_malformed_total(s)
@@ -109,16 +118,26 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     checkpointing.advance_list_rv(cp, listing.resource_version)
     s.ledger = len(cp.ledger)
     s.watermark = rfc3339(cp.watermark_ns)
-    s.duration_s = round(deps.clock.monotonic() - started, 3)
+    s.duration_s = round(deps.clock.monotonic() - started, 3)  # for the history; main() sets the summary's
     s.cpu_s = round(history.cpu_s(), 3)
     if cfg.dry_run:
         log.info("**DRY-RUN**: would push %d lines in %d requests; nothing was written", s.lines, st.batches)
         return 0
     if lease is not None and not lease.still_held():
         raise RunFailed(f"{lease.where} was lost during the run; not saving the checkpoint "
-                        "(the next run re-sends, and Loki drops the duplicates)")
+                        "(the next run re-sends, and Loki drops the duplicates)", "lease-lost")
     cp.last_success_ns = to_ns(deps.clock.now())
-    cp.last_run = {k: v for k, v in asdict(s).items() if k not in ("watermark", "resource_version")}
+    cp.last_run = s.last_run()
     history.record(cp, s, cp.last_success_ns)
-    store.save(checkpointing.fit(cp, ledger, store, s), version)
+    data = checkpointing.fit(cp, ledger, store, s)
+    store.save(data, version)
+    s.checkpoint_bytes, s.checkpoint_limit_bytes = len(data), store.max_bytes or 0
     return 0
+
+
+def _check_deadline(cfg: Config, deps: Deps, started: float) -> None:
+    """Stop at --deadline, before the kubelet's SIGTERM at activeDeadlineSeconds: the run then ends
+    itself, releases the Lease and reports outcome "deadline" instead of being killed mid-step."""
+    if cfg.deadline and deps.clock.monotonic() - started >= cfg.deadline:
+        raise RunFailed(f"the run reached its --deadline of {cfg.deadline:g}s; not saving the checkpoint "
+                        "(the next run goes on from the last one saved)", "deadline")

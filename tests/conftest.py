@@ -5,6 +5,7 @@ import datetime as dt
 import io
 import json
 import random
+import re
 import sys
 import threading
 import time
@@ -43,6 +44,28 @@ def rfc(t: dt.datetime, micro: bool = False) -> str:
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+_RFC3339 = re.compile(r'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z"')
+EXAMPLE_DUMP = Path(__file__).resolve().parent.parent / "examples/events.json"
+
+
+def recent_dump(tmp: Path, src: Path = EXAMPLE_DUMP, newest_age: dt.timedelta = dt.timedelta(minutes=5)) -> Path:
+    """A copy of a real saved dump with every time moved by one offset, so that its newest time is
+    `newest_age` before now: the events keep their shape and their times relative to each other,
+    while Loki's reject_old_samples_max_age (7 days of the clock) never sees them age. The dump in
+    examples/ stays the real one the README's demo reads."""
+    text = src.read_text()
+    times = [dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.timezone.utc) for m in _RFC3339.finditer(text)]
+    shift = now() - newest_age - max(times)
+
+    def moved(m: re.Match[str]) -> str:
+        t = dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.timezone.utc) + shift
+        return f'"{t.strftime("%Y-%m-%dT%H:%M:%S")}{m.group(2) or ""}Z"'
+
+    out = tmp / f"recent-{src.name}"
+    out.write_text(_RFC3339.sub(moved, text))
+    return out
 
 
 def legacy_event(name: str, *, count: int = 1, ns: str = "default", kind: str = "Pod", type_: str = "Normal",

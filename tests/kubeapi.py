@@ -9,6 +9,11 @@ talk to kube-apiserver. Behaviour follows docs/kubernetes.md and the apiserver s
   inconsistent-resume token, ``compact()``; plus get/create/update/patch/delete by name.
 * ConfigMaps and coordination.k8s.io/v1 Leases: get/list/create/update/patch/delete with the
   apiserver's optimistic concurrency, validation and error Status objects.
+* The kinds --enrich's owner walk reads (pods, replicasets, deployments, statefulsets, daemonsets,
+  jobs, cronjobs; ``serve_resource()`` adds a custom one): get and list, with the metadata-only
+  conversion (``Accept: ...;as=PartialObjectMetadata;g=meta.k8s.io;v=v1``, 406 for a list or an
+  unknown ``as=``) and the discovery documents (/api, /api/v1, /apis, /apis/G, /apis/G/V; 404 for a
+  group or version not served), as docs/kubernetes.md, "Metadata-only reads and discovery", says.
 * Faults: ``fail()``, ``forbid()``, ``expire_continue_after()``, ``empty_pages()``,
   ``repeat_continue()``, bearer tokens.
 * RBAC, opt-in per test (``enforce_rbac()``): bearer tokens authenticate as users
@@ -120,8 +125,13 @@ _INCONSISTENT_CONTINUE = (
 _OPTIMISTIC_LOCK = "the object has been modified; please apply your changes to the latest version and try again"
 
 _PATH_RE = re.compile(
-    r"^/(api/v1|apis/coordination\.k8s\.io/v1)(?:/namespaces/([^/]+))?/([a-z]+)(?:/([^/]+))?/?$"
+    r"^/(api/v1|apis/[^/]+/[^/]+)(?:/namespaces/([^/]+))?/([a-z]+)(?:/([^/]+))?/?$"
 )
+# Discovery documents (docs/kubernetes.md, "Metadata-only reads and discovery"): /api, /api/v1,
+# /apis, /apis/GROUP and /apis/GROUP/VERSION; any user who is authenticated may read them.
+_DISCOVERY_RE = re.compile(r"^/(?:(api)(?:/(v1))?()|(apis)(?:/([^/]+)(?:/([^/]+))?)?)/?$")
+# The one metadata-only media type kube-apiserver converts a single object to (handlers/response.go).
+_PARTIAL = ("PartialObjectMetadata", "meta.k8s.io", "v1")
 _CONFIG_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
 # Go's time.Parse with layout RFC3339Micro ("2006-01-02T15:04:05.000000Z07:00").
 _MICROTIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(?:Z|[+-]\d\d:\d\d)$")
@@ -436,6 +446,21 @@ _RESOURCES: dict[str, _Resource] = {
         _meta_fields, _META_FIELDS, _lease_decode, _lease_validate, _lease_normalize,
     ),
 }
+
+
+def workload_resource(plural: str, kind: str, group: str, version: str) -> _Resource:
+    """A resource read by the owner walk of --enrich: stored as given, served by get and list."""
+    api_version = f"{group}/{version}" if group else version
+    prefix = f"apis/{api_version}" if group else "api/v1"
+    return _Resource(plural, kind, group, api_version, prefix, True,
+                     _meta_fields, _META_FIELDS, _no_decode, _no_validate, _no_normalize)
+
+
+for _plural, _kind, _group in (("pods", "Pod", ""), ("replicasets", "ReplicaSet", "apps"),
+                               ("deployments", "Deployment", "apps"), ("statefulsets", "StatefulSet", "apps"),
+                               ("daemonsets", "DaemonSet", "apps"), ("jobs", "Job", "batch"),
+                               ("cronjobs", "CronJob", "batch")):
+    _RESOURCES[_plural] = workload_resource(_plural, _kind, _group, "v1")
 
 
 def _not_found(res: _Resource, name: str) -> ApiError:
@@ -801,7 +826,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path
         try:
             body = self._read_body()
-            api._record(method, path)
+            api._record(method, path, self.headers.get("User-Agent") or "")
             hook = api.on_request
             if hook is not None:
                 hook(method, path)
@@ -854,6 +879,7 @@ class KubeAPI:
         self.url: str = ""
         self.user: str = DEFAULT_USER  # the identity named in RBAC denial messages
         self.requests: list[tuple[str, str]] = []
+        self.user_agents: set[str] = set()  # every User-Agent a request carried
         self.on_request: Callable[[str, str], None] | None = None
         self.errors: list[BaseException] = []  # unexpected exceptions inside the server or hook
         # Injected 429s carry Retry-After like API Priority and Fairness does. urllib3 (so the
@@ -862,6 +888,7 @@ class KubeAPI:
         self._lock = threading.Lock()
         self._rev = _FIRST_RESOURCE_VERSION
         self._compacted = 0
+        self._resources = dict(_RESOURCES)  # plus serve_resource()'s custom ones
         self._stores: dict[str, _Store] = {name: _Store() for name in _RESOURCES}
         self._faults: list[list[Any]] = []  # [method, regex, status, remaining, message]
         self._forbidden: set[tuple[str, str]] = set()
@@ -1134,6 +1161,12 @@ class KubeAPI:
                 return True
         return False
 
+    def serve_resource(self, plural: str, kind: str, group: str, version: str) -> None:
+        """Serve a custom resource (as a CustomResourceDefinition would): discovery, get and list."""
+        with self._lock:
+            self._resources[plural] = workload_resource(plural, kind, group, version)
+            self._stores.setdefault(plural, _Store())
+
     def forbid(self, verb: str, resource: str) -> None:
         """RBAC denial of `verb` ("*" for all) on `resource` ("events", "configmaps", "leases")."""
         with self._lock:
@@ -1145,12 +1178,11 @@ class KubeAPI:
 
     # ---------------------------------------------------------------- internals
 
-    @staticmethod
-    def _resource(kind: str) -> _Resource:
+    def _resource(self, kind: str) -> _Resource:
         try:
-            return _RESOURCES[kind]
+            return self._resources[kind]
         except KeyError:
-            raise ValueError(f"unknown kind {kind!r}; use one of {sorted(_RESOURCES)}") from None
+            raise ValueError(f"unknown kind {kind!r}; use one of {sorted(self._resources)}") from None
 
     def connections(self) -> set[socket.socket]:
         """The client connections open now; one leaves this set once its last request was answered."""
@@ -1164,9 +1196,10 @@ class KubeAPI:
             else:
                 self._conns.discard(conn)
 
-    def _record(self, method: str, path: str) -> None:
+    def _record(self, method: str, path: str, user_agent: str = "") -> None:
         with self._lock:
             self.requests.append((method, path))
+            self.user_agents.add(user_agent)
 
     def _put_locked(self, res: _Resource, obj: dict[str, Any]) -> dict[str, Any]:
         stored = dict(obj)
@@ -1271,8 +1304,14 @@ class KubeAPI:
                 "major": "1", "minor": self.minor_version, "gitVersion": f"v1.{self.minor_version}.0",
                 "platform": "linux/amd64", "goVersion": "go1.24.0",
             }), {}
+        found = _DISCOVERY_RE.match(path) if method == "GET" else None
+        if found:
+            self._check_faults(method, raw_path)
+            core, apis = found.group(1, 2, 3), found.group(4, 5, 6)
+            root, group, version = core if core[0] else apis
+            return 200, self._discovery(root, group, version or None), {}
         m = _PATH_RE.match(path)
-        res = _RESOURCES.get(m.group(3)) if m else None
+        res = self._resources.get(m.group(3)) if m else None
         if m is None or res is None or res.prefix != m.group(1) or (m.group(2) is None and m.group(4)):
             self._check_faults(method, raw_path)
             raise ApiError(404, "the server could not find the requested resource", details={})
@@ -1290,10 +1329,15 @@ class KubeAPI:
         self._check_faults(method, raw_path)
         dry_run = bool(query.get("dryRun"))
 
+        view = _media_view(headers.get("Accept") or "")
         if verb == "list":
+            if view is not None:
+                raise ApiError(406, "you requested PartialObjectMetadata, but the requested object is a list "
+                               f"(*{res.group or 'core'}.{res.kind}List)", reason="NotAcceptable")
             return 200, self._list(res, namespace, query), {}
         if verb == "get":
-            return 200, self._get(res, namespace or "", name or ""), {}
+            body = self._get(res, namespace or "", name or "")
+            return 200, (self._partial(body) if view is not None else body), {}
         if namespace is None or verb in ("watch", "deletecollection"):
             raise ApiError(405, f"the server does not allow this method on the requested resource ({verb})")
         if verb == "create" and name is None:
@@ -1445,6 +1489,36 @@ class KubeAPI:
         if v is None or v[1] is None:
             raise _not_found(res, name)
         return res.head() + v[1][1:]
+
+    @staticmethod
+    def _partial(body: bytes) -> bytes:
+        """The object as PartialObjectMetadata: its metadata only, managedFields included, as real."""
+        return _dumps({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                       "metadata": json.loads(body)["metadata"]})
+
+    def _discovery(self, root: str, group: str | None, version: str | None) -> bytes:
+        """The unaggregated discovery documents; a group or version not served is a 404, as real."""
+        with self._lock:
+            served = list(self._resources.values())
+        if root == "api":
+            if group is None:
+                return _dumps({"kind": "APIVersions", "versions": ["v1"]})
+            return _dumps(_resource_list("v1", [r for r in served if not r.group]))
+        groups: dict[str, list[str]] = {}
+        for r in served:
+            if r.group:
+                versions = groups.setdefault(r.group, [])
+                if r.api_version.split("/")[1] not in versions:
+                    versions.append(r.api_version.split("/")[1])
+        if group is None:
+            return _dumps({"kind": "APIGroupList", "apiVersion": "v1",
+                           "groups": [_api_group(g, v) for g, v in sorted(groups.items())]})
+        if group not in groups or (version is not None and version not in groups[group]):
+            raise ApiError(404, "the server could not find the requested resource", details={})
+        if version is None:
+            return _dumps({"kind": "APIGroup", "apiVersion": "v1", **_api_group(group, groups[group])})
+        gv = f"{group}/{version}"
+        return _dumps(_resource_list(gv, [r for r in served if r.api_version == gv]))
 
     def _response(self, res: _Resource, obj: dict[str, Any]) -> bytes:
         return res.head() + _dumps(obj)[1:]
@@ -1612,6 +1686,37 @@ class KubeAPI:
 
 # --------------------------------------------------------------------------------------------
 # patches
+
+
+def _media_view(accept: str) -> tuple[str, str, str] | None:
+    """The conversion an Accept header asks for: None for the plain object, _PARTIAL for metadata only.
+
+    As kube-apiserver's negotiation: the first acceptable media range wins; `as=` with `g=` and `v=`
+    names a conversion, and one the server does not offer for a single object is 406 NotAcceptable.
+    """
+    for media in accept.split(","):
+        kind, *params = (p.strip() for p in media.split(";"))
+        if kind not in ("application/json", "application/*", "*/*", ""):
+            continue
+        opts = dict(p.split("=", 1) for p in params if "=" in p)
+        if "as" not in opts:
+            return None
+        if (opts["as"], opts.get("g")) == _PARTIAL[:2] and opts.get("v") in ("v1", "v1beta1"):
+            return _PARTIAL
+    raise ApiError(406, "only the following media types are accepted: application/json, application/yaml, "
+                   "application/vnd.kubernetes.protobuf", reason="NotAcceptable")
+
+
+def _resource_list(group_version: str, resources: list[_Resource]) -> dict[str, Any]:
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+            "resources": [{"name": r.plural, "singularName": r.kind.lower(), "namespaced": r.plural != "namespaces",
+                           "kind": r.kind, "verbs": ["create", "delete", "get", "list", "patch", "update"]}
+                          for r in sorted(resources, key=lambda r: r.plural)]}
+
+
+def _api_group(group: str, versions: list[str]) -> dict[str, Any]:
+    listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+    return {"name": group, "versions": listed, "preferredVersion": listed[0]}
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:

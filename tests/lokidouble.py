@@ -18,6 +18,12 @@ pkg/distributor, pkg/ingester/stream.go):
   behind, ``reject_matching``), its per-stream summary ``entry with timestamp T ignored, reason: '...',``
   lines and ``user 'T', total ignored: N out of M for stream: {...}``, which replaces the former (Loki's
   instance.Push returns the last stream's error). The valid entries of the request are stored.
+* ``loki_version`` ("2.9", "3.0", "3.1" for 3.1.0-3.5.5, "3.6" for 3.5.6 and later; the default is the
+  newest) picks whose words it answers with (``LOKI_TEXTS``, docs/loki-facts.md): grafana/loki #19206
+  lowercased "Max entry size", "Error parsing labels", the rate and stream limits and dropped the
+  structured-metadata messages' trailing periods; 2.9 has no structured-metadata limits. ``answer_next``
+  sends that version's 429s (tenant rate, stream rate, stream limit) and 3.2+'s 260 for blocked
+  ingestion; ``reject_matching(..., reason=)`` refuses entries with a text no client knows.
 * ``allow_structured_metadata=False`` is ``limits_config.allow_structured_metadata: false``: every entry
   carrying metadata is refused. ``fail_next`` can also answer 2xx with a body or 3xx with a Location,
   ``tls=(cert, key)`` serves HTTPS, ``refuse_tenant`` makes the gateway refuse one tenant.
@@ -25,9 +31,9 @@ pkg/distributor, pkg/ingester/stream.go):
   string of integer ns, an invalid label name, a non-string label value, structured metadata that is
   not an object of strings. Label *limits* (more than 15 names, name > 1024 or value > 2048 bytes) are
   checked per stream by Loki's distributor, so only that stream's entries are rejected (partial 400).
-* The ingester drops an entry silently when it equals the stream's last accepted entry by timestamp
-  and line (metadata is not compared there), and checks ``too far behind`` *before* its duplicate
-  check: re-sending an entry older than newest-1h is a 400, not a silent duplicate.
+* The ingester drops an entry silently when it equals the stream's last accepted entry by timestamp,
+  line and structured metadata (pkg/ingester/stream.go, labelsEqual), and checks ``too far behind``
+  *before* its duplicate check: re-sending an entry older than newest-1h is a 400, not a silent duplicate.
 * Structured metadata names are normalised the way the distributor does (``k8s.pod.name`` becomes
   ``k8s_pod_name``); more than 128 pairs or more than 64 KiB per entry is rejected.
 * query_range answers Loki 3's default encoding: structured metadata is merged into the stream labels
@@ -102,6 +108,61 @@ _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json; charset=UTF-8"
 
+# What each Loki line says, word for word (docs/loki-facts.md; pkg/validation/validate.go,
+# pkg/chunkenc/interface.go, pkg/util/http.go at v2.9.17, v3.0.0, v3.1.0-v3.5.5, v3.5.6/v3.6.0+).
+_SAME_ERR = ", reduce log volume or contact your Loki administrator to see if the limit can be increased"
+_STREAMS = ("reduce the number of active streams (reduce labels or reduce label values), or contact your "
+            "Loki administrator to see if the limit can be increased, user: '{tenant}'")
+_TEXTS_29: dict[str, str] = {
+    "line_too_long": "Max entry size '{limit}' bytes exceeded for stream '{stream}' while adding an entry with "
+                     "length '{size}' bytes",
+    "sm_disallowed": "stream '{stream}' includes structured metadata, but this feature is disallowed. Please see "
+                     "`limits_config.structured_metadata` or contact your Loki administrator to enable it.",
+    "sm_too_large": "", "sm_too_many": "",  # 2.9 has no structured-metadata limits
+    "too_far_behind": "entry too far behind, oldest acceptable timestamp is: {cutoff}",
+    "rate_limited": "Ingestion rate limit exceeded for user {tenant} (limit: {limit} bytes/sec) while attempting "
+                    "to ingest '{lines}' lines totaling '{bytes}' bytes" + _SAME_ERR,
+    "stream_limit": "Maximum active stream limit exceeded, " + _STREAMS,
+    "invalid_labels": "Error parsing labels '{stream}' with error: {error}",
+    "body_too_large": "http: request body too large",
+}
+_TEXTS_30 = dict(
+    _TEXTS_29,
+    sm_too_large="stream '{stream}' has structured metadata too large: '{size}' bytes, limit: '{limit}' bytes. "
+                 "Please see `limits_config.structured_metadata_max_size` or contact your Loki administrator to "
+                 "increase it.",
+    sm_too_many="stream '{stream}' has too many structured metadata labels: '{size}', limit: '{limit}'. Please see "
+                "`limits_config.max_structured_metadata_entries_count` or contact your Loki administrator to "
+                "increase it.",
+)
+_TEXTS_31 = dict(
+    _TEXTS_30,
+    sm_disallowed="stream '{stream}' includes structured metadata, but this feature is disallowed. Please see "
+                  "`limits_config.allow_structured_metadata` or contact your Loki administrator to enable it.",
+    sm_too_large=_TEXTS_30["sm_too_large"].replace("structured_metadata_max_size", "max_structured_metadata_size"),
+    too_far_behind="entry too far behind, entry timestamp is: {ts}, oldest acceptable timestamp is: {cutoff}",
+    stream_limit="Maximum active stream limit exceeded when trying to create stream {stream}, " + _STREAMS,
+    blocked="ingestion blocked for user {tenant} until '{until}' with status code '{status}'",
+)
+# grafana/loki #19206 (Sept 2025, in 3.5.6 and 3.6.0): lowercased, trailing periods dropped.
+_TEXTS_36 = dict(
+    _TEXTS_31,
+    line_too_long=_TEXTS_31["line_too_long"].replace("Max entry", "max entry"),
+    sm_disallowed=_TEXTS_31["sm_disallowed"].rstrip("."),
+    sm_too_large=_TEXTS_31["sm_too_large"].rstrip("."),
+    sm_too_many=_TEXTS_31["sm_too_many"].rstrip("."),
+    rate_limited=_TEXTS_31["rate_limited"].replace("Ingestion", "ingestion"),
+    stream_limit=_TEXTS_31["stream_limit"].replace("Maximum", "maximum"),
+    invalid_labels=_TEXTS_31["invalid_labels"].replace("Error", "error"),
+    body_too_large="request body too large: {size} bytes, limit: {limit} bytes",
+)
+LOKI_TEXTS: dict[str, dict[str, str]] = {"2.9": _TEXTS_29, "3.0": _TEXTS_30, "3.1": _TEXTS_31, "3.6": _TEXTS_36}
+LOKI_VERSIONS = tuple(LOKI_TEXTS)  # oldest first; "3.1" is 3.1.0-3.5.5, "3.6" is 3.5.6 and later
+PER_STREAM_RATE_LIMITED = (  # the same in every line
+    "Per stream rate limit exceeded (limit: {limit}/sec) while attempting to ingest for stream '{stream}' "
+    "totaling {bytes}, consider splitting a stream via additional labels or contact your Loki administrator to "
+    "see if the limit can be increased")
+
 Labels = tuple[tuple[str, str], ...]
 Metadata = tuple[tuple[str, str], ...]
 _Stored = tuple[int, str, Metadata]
@@ -120,6 +181,14 @@ class _HTTPError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class _InvalidLabels(Exception):
+    """A label name Loki cannot parse: the whole request fails (the version's message is added later)."""
+
+    def __init__(self, stream: str, error: str) -> None:
+        super().__init__(error)
+        self.stream, self.error = stream, error
 
 
 @dataclass
@@ -145,7 +214,7 @@ class _Stream:
         self.seen: set[_Stored] = set()
         self.highest: int | None = None
         self.last_ts: int | None = None
-        self.last_line: str | None = None
+        self.last_line: tuple[str, Metadata] | None = None  # with its structured metadata
         self.is_sorted = True
 
     def sorted_entries(self) -> list[_Stored]:
@@ -215,11 +284,11 @@ def _grouped_errors(messages: list[str]) -> str:
 # Request decoding.
 
 
-def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
+def _inflate(data: bytes, encoding: str, limit: int, too_large: str) -> bytes:
     """Decompress like Go's gzip (multi-member) / flate (raw) readers, refusing to exceed `limit`."""
     if encoding in ("", "snappy"):
         if len(data) > limit:
-            raise _HTTPError(413, f"request body too large: {len(data)} bytes, limit: {limit} bytes")
+            raise _HTTPError(413, too_large.format(size=len(data), limit=limit))
         return data
     out = bytearray()
     rest = data
@@ -234,7 +303,7 @@ def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
         except zlib.error as exc:
             raise _HTTPError(400, f"{encoding}: invalid data: {exc}") from None
         if len(out) > limit:
-            raise _HTTPError(413, f"request body too large: more than {limit} bytes, limit: {limit} bytes")
+            raise _HTTPError(413, too_large.format(size=len(out), limit=limit))
         if not inflater.eof:
             raise _HTTPError(400, "unexpected EOF")
         if encoding != "gzip":
@@ -290,10 +359,8 @@ def _parse_push(doc: Any) -> list[tuple[dict[str, str], list[_Stored]]]:
             if type(value) is not str:
                 raise _HTTPError(400, f"loghttp.LabelSet: label {name!r} value is not a string")
             if not _LABEL_NAME_RE.fullmatch(name):
-                raise _HTTPError(
-                    400,
-                    f"couldn't parse labels: 1:2: parse error: unexpected character in label name {name!r}",
-                )
+                raise _InvalidLabels(_labels_string(tuple(sorted((str(k), str(v)) for k, v in raw_labels.items()))),
+                                     f"1:2: parse error: unexpected character in label name {name!r}")
             if value:  # Loki's ParseLabels drops empty values: they equal an absent label
                 labels[name] = value
         if SERVICE_NAME not in labels:
@@ -402,13 +469,13 @@ def _parse_labels_text(text: str) -> dict[str, str]:
     """Loki's syntax.ParseLabels for a stream's labels string: {name="value", ...}."""
     stripped = text.strip()
     if not (stripped.startswith("{") and stripped.endswith("}")):
-        raise _HTTPError(400, f"couldn't parse labels: 1:1: parse error: unexpected input {text[:40]!r}")
+        raise _InvalidLabels(text, f"1:1: parse error: unexpected input {text[:40]!r}")
     labels: dict[str, str] = {}
     pos, inner = 0, stripped[1:-1]
     while inner[pos:].strip():
         m = _MATCHER_RE.match(inner, pos)
         if m is None or m.group(2) != "=":
-            raise _HTTPError(400, f"couldn't parse labels: 1:{pos + 2}: parse error: unexpected character")
+            raise _InvalidLabels(text, f"1:{pos + 2}: parse error: unexpected character")
         name, _, token = m.groups()
         value = _go_unquote(token)
         if value:  # empty values are dropped, as in the JSON path
@@ -788,7 +855,12 @@ class LokiDouble:
         max_body_bytes: int = 6 * 1024 * 1024,
         allow_structured_metadata: bool = True,
         tls: tuple[str, str] | None = None,
+        loki_version: str = LOKI_VERSIONS[-1],
     ) -> None:
+        if loki_version not in LOKI_TEXTS:
+            raise ValueError(f"loki_version {loki_version!r}: one of {', '.join(LOKI_VERSIONS)}")
+        self.loki_version = loki_version  # whose messages it answers with, word for word
+        self.texts = LOKI_TEXTS[loki_version]
         self.tenant_required = tenant_required
         # limits_config.allow_structured_metadata (true by default since Loki 3.0).
         self.allow_structured_metadata = allow_structured_metadata
@@ -798,6 +870,8 @@ class LokiDouble:
         self.now_ns: Callable[[], int] = now_ns or time.time_ns
         self.max_line_bytes = max_line_bytes
         self.max_body_bytes = max_body_bytes
+        self.max_metadata_bytes = MAX_STRUCTURED_METADATA_SIZE
+        self.max_metadata_count = MAX_STRUCTURED_METADATA_COUNT
         self.url: str = ""
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -805,6 +879,7 @@ class LokiDouble:
         self._streams: dict[tuple[str, Labels], _Stream] = {}
         self._actions: list[_Action] = []
         self._reject_substrings: list[str] = []
+        self._refuse_reasons: list[tuple[str, str]] = []
         self._refused_tenants: dict[str, int] = {}
         self.media_types: list[str] = []  # Content-Type of each push that got past auth
         self.pushes = 0
@@ -900,16 +975,34 @@ class LokiDouble:
         with self._lock:
             self._actions.extend(_Action("drop") for _ in range(times))
 
-    def reject_matching(self, substring: str) -> None:
-        """Entries whose line contains `substring` are rejected as invalid (partial 400)."""
+    def reject_matching(self, substring: str, reason: str | None = None) -> None:
+        """Entries whose line contains `substring` are rejected as invalid (partial 400).
+
+        Without `reason` the ingester refuses them (its per-stream summary); with one the distributor
+        does, saying `reason` (``{stream}`` is replaced by the stream): a message no client knows yet.
+        """
         with self._lock:
-            self._reject_substrings.append(substring)
+            if reason is None:
+                self._reject_substrings.append(substring)
+            else:
+                self._refuse_reasons.append((substring, reason))
+
+    def answer_next(self, kind: str, times: int = 1, *, retry_after: str | None = None) -> None:
+        """The next `times` pushes get this version's answer for `kind`, storing nothing: ``rate_limited``,
+        ``per_stream_rate_limited`` or ``stream_limit`` (429), ``blocked`` (260, Loki 3.1+'s
+        block_ingestion_status_code default)."""
+        text = PER_STREAM_RATE_LIMITED if kind == "per_stream_rate_limited" else self.texts[kind]
+        status = 260 if kind == "blocked" else 429
+        body = text.format(tenant=FAKE_TENANT, limit=4194304, lines=1000, bytes=9437184, stream='{job="x"}',
+                           until="2030-01-01T00:00:00Z", status=status) + "\n"
+        self.fail_next(status, times, retry_after=retry_after, body=body)
 
     def reset(self) -> None:
         with self._lock:
             self._streams.clear()
             self._actions.clear()
             self._reject_substrings.clear()
+            self._refuse_reasons.clear()
             self._refused_tenants.clear()
             self.media_types = []
             self.pushes = 0
@@ -1001,17 +1094,20 @@ class LokiDouble:
         media_type = content_type.split(";", 1)[0].strip().lower()
         with self._lock:
             self.media_types.append(media_type)
-        data = _inflate(body, encoding, self.max_body_bytes)
-        if media_type == "application/json":
-            try:
-                doc = json.loads(data)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise _HTTPError(400, f"loghttp.PushRequest: ReadObject: {exc}") from None
-            parsed = _parse_push(doc)
-        else:
-            # Loki's default branch: any other Content-Type is a snappy-block-compressed
-            # logproto.PushRequest (what Promtail and Alloy send as application/x-protobuf).
-            parsed = _parse_protobuf_push(_unsnappy(data, self.max_body_bytes))
+        data = _inflate(body, encoding, self.max_body_bytes, self.texts["body_too_large"])
+        try:
+            if media_type == "application/json":
+                try:
+                    doc = json.loads(data)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise _HTTPError(400, f"loghttp.PushRequest: ReadObject: {exc}") from None
+                parsed = _parse_push(doc)
+            else:
+                # Loki's default branch: any other Content-Type is a snappy-block-compressed
+                # logproto.PushRequest (what Promtail and Alloy send as application/x-protobuf).
+                parsed = _parse_protobuf_push(_unsnappy(data, self.max_body_bytes))
+        except _InvalidLabels as exc:
+            raise _HTTPError(400, self.texts["invalid_labels"].format(stream=exc.stream, error=exc.error)) from None
         if not parsed:
             raise _HTTPError(422, "error at least one valid stream is required for ingestion")
         return self._ingest(tenant, parsed, self.now_ns())
@@ -1036,9 +1132,11 @@ class LokiDouble:
         max_line = self.max_line_bytes
         quick_line = max_line // 4  # a str this short cannot exceed max_line UTF-8 bytes
         allow_metadata = self.allow_structured_metadata
+        texts = self.texts
         accepted = duplicates = 0
         with self._lock:
             patterns = tuple(self._reject_substrings)
+            refusals = tuple(self._refuse_reasons)
             streams = self._streams
             for labels, entries in parsed:
                 if not entries:
@@ -1062,30 +1160,27 @@ class LokiDouble:
                     if ts > newest:
                         invalid(f"entry for stream '{text}' has timestamp too new: {_rfc3339(ts)}")
                         continue
+                    refusal = next((r for p, r in refusals if p in line), None) if refusals else None
+                    if refusal is not None:
+                        invalid(refusal.replace("{stream}", text))
+                        continue
                     if len(line) > quick_line:
                         size = _utf8_len(line)
                         if size > max_line:
-                            invalid(f"Max entry size '{max_line}' bytes exceeded for stream '{text}' "
-                                    f"while adding an entry with length '{size}' bytes")
+                            invalid(texts["line_too_long"].format(limit=max_line, stream=text, size=size))
                             continue
                     if meta:
                         if not allow_metadata:
-                            invalid(f"stream '{text}' includes structured metadata, but this feature is disallowed. "
-                                    "Please see `limits_config.allow_structured_metadata` or contact your Loki "
-                                    "administrator to enable it.")
+                            invalid(texts["sm_disallowed"].format(stream=text))
                             continue
                         meta_size = sum(_utf8_len(k) + _utf8_len(v) for k, v in meta)
-                        if meta_size > MAX_STRUCTURED_METADATA_SIZE:
-                            invalid(f"stream '{text}' has structured metadata too large: '{meta_size}' bytes, "
-                                    f"limit: '{MAX_STRUCTURED_METADATA_SIZE}' bytes. Please see "
-                                    "`limits_config.max_structured_metadata_size` or contact your Loki "
-                                    "administrator to increase it.")
+                        if meta_size > self.max_metadata_bytes and texts["sm_too_large"]:
+                            invalid(texts["sm_too_large"].format(stream=text, size=meta_size,
+                                                                 limit=self.max_metadata_bytes))
                             continue
-                        if len(meta) > MAX_STRUCTURED_METADATA_COUNT:
-                            invalid(f"stream '{text}' has too many structured metadata labels: '{len(meta)}', "
-                                    f"limit: '{MAX_STRUCTURED_METADATA_COUNT}'. Please see "
-                                    "`limits_config.max_structured_metadata_entries_count` or contact your Loki "
-                                    "administrator to increase it.")
+                        if len(meta) > self.max_metadata_count and texts["sm_too_many"]:
+                            invalid(texts["sm_too_many"].format(stream=text, size=len(meta),
+                                                                limit=self.max_metadata_count))
                             continue
                     valid.append(item)
                 if not valid:
@@ -1107,14 +1202,13 @@ class LokiDouble:
                     if patterns and any(p in line for p in patterns):
                         failed.append((ts, "line rejected by the test double (reject_matching)"))
                         continue
-                    if ts == last_ts and line == last_line:
+                    if ts == last_ts and (line, meta) == last_line:
                         duplicates += 1
                         continue
                     if ts < cutoff:
-                        failed.append((ts, f"entry too far behind, entry timestamp is: {_rfc3339(ts)}, oldest "
-                                       f"acceptable timestamp is: {_rfc3339(cutoff)}"))
+                        failed.append((ts, texts["too_far_behind"].format(ts=_rfc3339(ts), cutoff=_rfc3339(cutoff))))
                         continue
-                    last_ts, last_line = ts, line
+                    last_ts, last_line = ts, (line, meta)
                     if highest is None or ts > highest:
                         highest = ts
                         cutoff = ts - TOO_FAR_BEHIND_NS

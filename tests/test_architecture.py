@@ -34,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRST_PARTY = ("job", "state", "bench", "tests", "tools")
 STORES = ("state.file", "state.configmap", "state.s3")
 LEDGER = ("job.dedupe", "job.selection")
+# One batch, one acknowledged request: the Loki client and what it loads know nothing of batching.
+LOKI_CLIENT = ("job.lokiclient", "job.transport", "job.lokianswers")
+BATCHING = ("job.loki", "job.dryrun", "queue")
 LEDGER_FORBIDDEN = (
     "socket", "ssl", "http", "urllib.request", "urllib3", "requests", "kubernetes", "boto3", "botocore",
     "s3transfer", "os", "io", "pathlib", "shutil", "tempfile", "glob", "subprocess", "multiprocessing",
@@ -114,14 +117,15 @@ def _matches(module: str, prefixes: Iterable[str]) -> str | None:
     return next((p for p in prefixes if module == p or module.startswith(p + ".")), None)
 
 
-def ledger_closure() -> dict[str, set[str]]:
-    """What the ledger loads: its own imports (any level) and, for what they reach, what runs at import.
+def ledger_closure(roots: Iterable[str] = LEDGER) -> dict[str, set[str]]:
+    """What the ledger (or ``roots``) loads: its own imports (any level) and, for what they reach, what
+    runs at import.
 
     A dependency's deferred imports (inside functions) run only if the ledger calls them; the
     ledger's own deferred imports are counted because they are its code paths.
     """
     seen: dict[str, set[str]] = {}
-    todo = [(name, False) for name in LEDGER]
+    todo = [(name, False) for name in roots]
     while todo:
         name, module_level_only = todo.pop()
         if name in seen:
@@ -149,6 +153,15 @@ def test_the_ledger_and_everything_it_loads_import_no_io_module_nor_random() -> 
     assert {"job.dedupe", "job.selection", "state.base"} <= set(closure)  # the walk did reach its deps
     bad = sorted((mod, dep) for mod, deps in closure.items() for dep in deps if _matches(dep, LEDGER_FORBIDDEN))
     assert not bad, f"the ledger reaches I/O or chance: {bad} (module, import)"
+
+
+def test_the_loki_client_knows_nothing_of_batching_queues_or_the_dry_run() -> None:
+    closure = ledger_closure(LOKI_CLIENT)
+    assert {"job.lokiclient", "job.transport", "job.lokianswers", "job.batch"} <= set(closure)
+    bad = sorted((mod, dep) for mod, deps in closure.items() for dep in deps if _matches(dep, BATCHING))
+    assert not bad, f"the Loki client reaches the batching pipeline: {bad} (module, import)"
+    assert not any(m.startswith("job.") for m in imports(ROOT / "job/lokianswers.py")), \
+        "reading Loki's answers is pure text work: it needs no other module of the job"
 
 
 def test_the_ledger_never_reads_a_clock() -> None:

@@ -1,6 +1,7 @@
 """Settings: every flag has its env var, a documented default, and a one-line error for a bad value."""
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 
@@ -127,3 +128,33 @@ def test_bad_url_error_hides_its_password() -> None:
     err = io.StringIO()
     main(["run", "--loki-url", "ftp://u:pw-secret-1@loki"], env={}, deps=Deps(stderr=err))
     assert "pw-secret-1" not in err.getvalue() and "error:" in err.getvalue()
+
+
+BAD_ENV = {"LOKI_EVENT_SYNC_RETRY_BUDGET": "bad", "LOKI_EVENT_SYNC_PAGE_SIZE": "lots",
+           "LOKI_EVENT_SYNC_DRY_RUN": "maybe", "LOKI_EVENT_SYNC_LOKI_URL": "http://[::1"}
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["run", "--help"], ["status", "--help"],
+                                  ["plan", "--help"]], ids=" ".join)
+def test_help_and_version_never_fail_on_a_bad_environment_value(argv: list[str]) -> None:
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(out):
+        parse(argv, BAD_ENV)
+    assert done.value.code == 0 and ("loki-event-sync" in out.getvalue() or "usage:" in out.getvalue())
+
+
+def test_a_bad_environment_value_fails_only_the_command_that_reads_it() -> None:
+    env = {"LOKI_EVENT_SYNC_RETRY_BUDGET": "bad"}
+    assert parse(["plan"], env).command == "plan"  # plan has no --retry-budget
+    with pytest.raises(UsageError, match="environment variable LOKI_EVENT_SYNC_RETRY_BUDGET: 'bad' is not a"):
+        parse(["run", "--dry-run"], env)
+    with pytest.raises(UsageError, match="environment variable LOKI_EVENT_SYNC_DRY_RUN: 'maybe'"):
+        parse(["run"], {"LOKI_EVENT_SYNC_DRY_RUN": "maybe"})
+    # A flag given on the command line wins, so the bad value is never read.
+    assert parse(["run", "--dry-run", "--retry-budget", "5s"], env).retry_budget == 5.0
+
+
+def test_the_help_shows_an_environment_value_as_the_default_without_converting_it() -> None:
+    text = get_parser({"LOKI_EVENT_SYNC_PAGE_SIZE": "250"})._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr,index]
+    assert "default: 500" in re.sub(r"\s+", " ", text)  # the documented default, not the environment's
+    assert parse(["run", "--dry-run"], {"LOKI_EVENT_SYNC_PAGE_SIZE": "250"}).page_size == 250

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from job import gap, lines, loki
+from job import gap, lines, lokiclient, metrics
 from tests import logql
 from tests.conftest import Harness, legacy_event, now
 from tests.shipped import EVENTS, SETTINGS, Shipped, shipped
@@ -57,7 +57,8 @@ def rows() -> dict[str, list[dict[str, Any]]]:
     current = ""
     for p in dashboard()["panels"]:
         if p["type"] == "row":
-            current = next((s for s in STYLE_LABELS if p["title"].lower().startswith(s)), "job")
+            current = next((s for s in (*STYLE_LABELS, "by workload", "runs") if p["title"].lower().startswith(s)),
+                           "job")
             out[current] = list(p.get("panels") or [])
         else:
             out[current].append(p)
@@ -108,7 +109,7 @@ def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_the_dashboard_has_a_row_for_each_label_style_and_one_for_the_job() -> None:
-    assert set(rows()) == {"job", *STYLE_LABELS}
+    assert set(rows()) == {"job", "by workload", "runs", *STYLE_LABELS}
     assert "label style" in dashboard()["description"]
 
 
@@ -201,7 +202,7 @@ def test_occurrence_panels_group_by_fields_every_shipped_event_has(data: tuple[s
 
 def test_the_rejects_panels_read_the_jobs_own_log_lines(data: tuple[str, Shipped]) -> None:
     _, shipped_ = data
-    assert "Loki rejected %d of %d entries" in inspect.getsource(loki)  # the line the panels look for
+    assert "Loki rejected %d of %d entries" in inspect.getsource(lokiclient)  # the line the panels look for
     values = all_values()
     job_panels = rows()["job"]
     assert job_panels
@@ -236,17 +237,20 @@ def test_occurrences_peaks_and_lines_each_have_a_panel() -> None:
 
 def test_the_dashboard_imports_by_hand_and_through_the_sidecar() -> None:
     d = dashboard()
-    (inp,) = d["__inputs"]
-    assert (inp["name"], inp["type"], inp["pluginId"]) == ("DS_LOKI", "datasource", "loki")
+    inputs = {i["name"]: (i["type"], i["pluginId"]) for i in d["__inputs"]}
+    assert inputs == {"DS_LOKI": ("datasource", "loki"), "DS_PROMETHEUS": ("datasource", "prometheus")}
     req = {r["id"]: r for r in d["__requires"]}
     assert req["grafana"]["version"].startswith("10.") and "10.x to 12.x" in d["description"]
     assert d["uid"] == "loki-event-sync" and d["schemaVersion"] <= 39
     vs = variables()
     assert vs["datasource"]["type"] == "datasource" and vs["datasource"]["query"] == "loki"
     assert vs["datasource"]["current"]["value"] == "${DS_LOKI}"  # import maps the input here
+    assert vs["prometheus"]["query"] == "prometheus" and vs["prometheus"]["current"]["value"] == "${DS_PROMETHEUS}"
     for p in panels(d["panels"]):
         for t in p.get("targets") or []:
-            assert t["datasource"] == {"type": "loki", "uid": "${datasource}"}, p["title"]
+            assert t["datasource"] in ({"type": "loki", "uid": "${datasource}"},
+                                       {"type": "prometheus", "uid": "${prometheus}"}), p["title"]
+            assert t["datasource"] == p["datasource"], p["title"]
     for name, v in vs.items():
         if v["type"] == "query":
             assert v["datasource"]["uid"] == "${datasource}", name
@@ -281,3 +285,76 @@ def test_the_documented_query_returns_kubectls_count_for_an_event_that_repeated(
     counts, news = values
     assert len(counts) == 2  # two lines: one per run in which the count rose
     assert max(counts) == 70 == sum(news)  # kubectl's COUNT, whichever way
+
+
+def test_the_workload_row_counts_occurrences_by_workload_across_a_rollout(h: Harness) -> None:
+    from tests.test_enrich import about, put, ref, run
+
+    deploy = put(h.kube, "deployments", "web")
+    for rollout in ("7d9f8", "5c4b3"):  # two ReplicaSets of one Deployment: a rollout
+        rs = put(h.kube, "replicasets", f"web-{rollout}", owner=ref(deploy))
+        about(h.kube, put(h.kube, "pods", f"web-{rollout}-a", owner=ref(rs)), count=2)
+    about(h.kube, put(h.kube, "pods", "debug"), reason="Pulled")
+    assert run(h, "--enrich", "owner") == 0
+    values = all_values()
+    panels_ = rows()["by workload"]
+    assert {p["title"] for p in panels_} == {"Occurrences by workload", "Top reasons per workload"}
+    for p in panels_:
+        (t,) = p["targets"]
+        q = logql.parse(t["expr"], values)
+        assert any(op == "=" and v for _, op, v in q.selector)  # a matcher Loki accepts as non-empty
+        sums: dict[str, float] = {}
+        for e in h.loki.entries():
+            ok, out, value = logql.evaluate(q, e.labels, e.line)
+            if ok and not out.get("__error__") and value is not None:
+                sums[out["workload_name"]] = sums.get(out["workload_name"], 0.0) + value
+        assert sums == {"web": 4.0, "debug": 1.0}, p["title"]  # both pods' occurrences under one Deployment
+
+
+# --- the runs row: the job's Pushgateway metrics and its own summary lines ---------------------------------
+
+PUSHED = metrics.NAMES
+PUSH_LABELS = {"job", "cluster", "outcome"}  # the grouping key, kept by honor_labels, and the outcome
+
+
+def _promql(p: dict[str, Any]) -> list[str]:
+    return [t["expr"] for t in p["targets"] if t["datasource"]["type"] == "prometheus"]
+
+
+def test_the_runs_row_shows_runs_time_shipped_fill_delay_rejects_and_skips() -> None:
+    runs = rows()["runs"]
+    exprs_ = " ".join(t["expr"] for p in runs for t in p["targets"])
+    for metric in ("run_duration_seconds", "events_shipped", "checkpoint_bytes", "checkpoint_limit_bytes",
+                   "last_success_timestamp_seconds", "loki_rejected_entries", "ledger_entries"):
+        assert f"loki_event_sync_{metric}" in exprs_, metric
+    assert "outcome" in exprs_ and [p for p in runs if p["datasource"]["type"] == "loki"]
+
+
+def test_the_runs_row_queries_only_metrics_and_labels_the_job_pushes() -> None:
+    for p in rows()["runs"]:
+        for q in _promql(p):
+            names = set(re.findall(r"\bloki_event_sync_\w+", q))
+            assert names and names <= PUSHED, f"{p['title']}: {names - PUSHED}"
+            used = {n.strip() for g in _GROUPING.findall(q) for n in g.split(",")}
+            used |= set(re.findall(r"\{(\w+)=", q))
+            used |= set(re.findall(r"\{\{(\w+)\}\}", p["targets"][0]["legendFormat"]))
+            assert used <= PUSH_LABELS, f"{p['title']}: {used - PUSH_LABELS}"
+
+
+def test_last_success_is_never_a_skipped_run() -> None:
+    (stale,) = [p for p in rows()["runs"] if "last successful" in p["title"]]
+    assert "loki_event_sync_last_success_timestamp_seconds" in _promql(stale)[0]
+    assert "last_success_timestamp_seconds" in inspect.getsource(metrics)
+    assert re.search(r"synced = outcome == .ok.", inspect.getsource(metrics))  # only an ok run pushes it
+
+
+def test_the_runs_panel_counts_each_run_by_outcome_from_its_summary_line(data: tuple[str, Shipped]) -> None:
+    _, shipped_ = data
+    values = all_values()
+    (panel,) = [p for p in rows()["runs"] if p["datasource"]["type"] == "loki"]
+    (target,) = panel["targets"]
+    q = logql.parse(target["expr"], values)
+    assert {n for n, _, _ in q.selector} <= JOB_LOG_LABELS
+    hits = [out for i in shipped_.job_log for ok, out, _ in [logql.evaluate(q, i.labels, i.line)]
+            if ok and not out.get("__error__")]
+    assert [h["outcome"] for h in hits] == ["ok"]  # the corpus' one run, once

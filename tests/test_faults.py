@@ -22,7 +22,7 @@ import pytest
 from state import decode, encode
 from tests.conftest import NAMESPACE, Harness, legacy_event, now, rfc
 from tests.kubeapi import KubeAPI
-from tests.lokidouble import LokiDouble
+from tests.lokidouble import LOKI_VERSIONS, LokiDouble
 from tests.test_sync import CM_PATH, checkpoint_bytes
 
 LEASE = "loki-event-sync"
@@ -245,6 +245,70 @@ def test_loki_413_splits_the_batch_and_everything_lands_once(h: Harness) -> None
     assert h.loki.duplicate_entries == 0
     assert_each_once(h)
     assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+
+
+BOTH_SPELLINGS = [LOKI_VERSIONS[0], LOKI_VERSIONS[-1]]  # before and after grafana/loki #19206
+GATEWAY_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
+               "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("version", BOTH_SPELLINGS)
+@pytest.mark.parametrize("kind", ["rate_limited", "per_stream_rate_limited", "stream_limit"])
+def test_loki_429_in_each_versions_words_waits_out_retry_after_and_lands(
+        kube: KubeAPI, tmp_path: Path, version: str, kind: str) -> None:
+    with LokiDouble(loki_version=version) as loki:
+        h = Harness(kube, loki, tmp_path)
+        seed(h, 5)
+        loki.answer_next(kind, times=2, retry_after="3")
+        assert h.run("run", "--retry-budget", "10s") == 0, h.stderr
+        no_errors(h)
+        assert h.clock.sleeps == [3.0, 3.0] and h.summary()["retries"] == 2
+        waits = [r["msg"] for r in h.logs() if r["level"] == "warning" and "answered 429" in r["msg"]]
+        assert len(waits) == 2 and "limit" in waits[0].lower()  # Loki's reason, in its own words
+        assert_each_once(h)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("version", BOTH_SPELLINGS)
+def test_loki_413_for_its_own_body_limit_splits_until_each_part_fits(
+        kube: KubeAPI, tmp_path: Path, version: str) -> None:
+    with LokiDouble(loki_version=version, max_body_bytes=4000) as loki:
+        h = Harness(kube, loki, tmp_path)
+        seed(h, 30)
+        assert h.run() == 0, h.stderr
+        no_errors(h)
+        s = h.summary()
+        assert s["split_requests"] > 0 and s["pushes"] == 1 + s["split_requests"] and s["lines"] == 30
+        assert loki.duplicate_entries == 0 and checkpoint_bytes(h) is not None
+        assert_each_once(h)
+
+
+@pytest.mark.timeout(30)
+def test_loki_5xx_with_a_gateways_html_page_is_retried_and_logged_by_its_title(h: Harness) -> None:
+    first_run(h)
+    seed(h, 4)
+    h.loki.fail_next(502, times=2, body=GATEWAY_502, content_type="text/html")
+    assert h.run() == 0, h.stderr
+    no_errors(h)
+    waits = [r["msg"] for r in h.logs() if r["level"] == "warning" and "answered 502" in r["msg"]]
+    assert len(waits) == 2 and all("an HTML page (502 Bad Gateway)" in w and "<" not in w for w in waits)
+    assert_each_once(h)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("version", ["3.1", LOKI_VERSIONS[-1]])  # block_ingestion_until came in 3.2
+def test_loki_blocking_the_tenants_ingestion_with_its_260_fails_the_run_unsaved(
+        kube: KubeAPI, tmp_path: Path, version: str) -> None:
+    with LokiDouble(loki_version=version) as loki:
+        h = Harness(kube, loki, tmp_path)
+        seed(h, 3)
+        loki.answer_next("blocked")
+        assert h.run() == 1
+        msg = one_error(h)
+        assert "blocks ingestion for this tenant until 2030-01-01T00:00:00Z" in msg and "login page" not in msg
+        assert checkpoint_bytes(h) is None
+        assert h.run() == 0 and len(loki.entries()) == 3
 
 
 @pytest.mark.timeout(30)

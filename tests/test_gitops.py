@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NAMESPACE, STATE, Harness, legacy_event
+from tests.conftest import NAMESPACE, STATE, Harness, legacy_event, recent_dump
 
 ROOT = Path(__file__).resolve().parent.parent
 CM = "loki-event-sync-checkpoint"
@@ -134,8 +134,9 @@ def test_kubeconfig_run_without_namespace_or_state_uses_the_install_objects_not_
 def test_from_file_without_dry_run_or_state_checkpoints_in_the_install_configmap(
         h: Harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
+    dump = recent_dump(tmp_path)
     before = sorted(os.listdir(tmp_path))
-    args = ["run", "--from-file", str(ROOT / "examples/events.json"), "--kubeconfig", h.kubeconfig,
+    args = ["run", "--from-file", str(dump), "--kubeconfig", h.kubeconfig,
             "--loki-url", h.loki.url]
     assert h.run(raw=args) == 0, h.stderr
     assert h.summary()["new"] == 8 and checkpoint(h)

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from job import __version__
 from job.cmd import UsageError
-from job.kube import guard_tokens
+from job.kube import api_client, guard_tokens
+from job.lease import Lease, decide, keep_trying
 from job.logs import Redactor
 from state.configmap import ConfigMapStore
 from tests.conftest import NAMESPACE, Harness, legacy_event, wait_for
@@ -52,7 +54,7 @@ def one_error(h: Harness) -> str:
 def test_missing_lease_fails_with_how_to_create_it_and_nothing_is_created(h: Harness) -> None:
     seed(h, 3)
     h.kube.delete_object("leases", NAMESPACE, LEASE)
-    assert h.run() == 1
+    assert h.run() == 2  # the install creates it: a retry cannot help
     msg = one_error(h)
     assert f"Lease {NAMESPACE}/{LEASE} does not exist" in msg and "kubectl apply -f cronjob.yaml" in msg
     assert h.kube.get_object("leases", NAMESPACE, LEASE) is None
@@ -60,9 +62,9 @@ def test_missing_lease_fails_with_how_to_create_it_and_nothing_is_created(h: Har
     assert h.loki.pushes == 0
 
 
-def test_missing_namespace_is_one_line_that_names_it_with_exit_1(h: Harness) -> None:
+def test_missing_namespace_is_one_line_that_names_it_with_exit_2(h: Harness) -> None:
     seed(h, 3)
-    assert h.run("run", "--namespace", "nope", state="configmap://nope/loki-event-sync-checkpoint") == 1
+    assert h.run("run", "--namespace", "nope", state="configmap://nope/loki-event-sync-checkpoint") == 2
     msg = one_error(h)
     assert "Lease nope/loki-event-sync does not exist (or namespace nope does not: check --namespace)" in msg
     assert not [r for r in h.kube.requests if r[0] != "GET"]
@@ -268,8 +270,114 @@ def test_a_label_added_between_reading_and_taking_the_lease_does_not_skip_the_ru
     h.kube.on_request = relabel
     assert h.run() == 0, h.stderr
     h.kube.on_request = None
-    assert done and "skipping" not in h.stderr
+    assert done and "skipped" not in h.stderr
     assert h.summary()["lines"] == 4
     lease = h.kube.get_object("leases", NAMESPACE, LEASE) or {}
     assert lease["metadata"]["labels"] == {"app.kubernetes.io/part-of": "observability"}
     assert lease["spec"]["leaseTransitions"] == 1 and lease["spec"]["holderIdentity"] == ""
+
+
+# --- the decision, as a table (client-go's leaderelection TestTryAcquireOrRenew) ---------------------------
+
+T0 = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=dt.timezone.utc)
+
+
+def _spec(holder: str = "", renewed: dt.datetime | None = T0, duration: int = 60,
+          transitions: int = 0) -> dict[str, Any]:
+    spec: dict[str, Any] = {"holderIdentity": holder, "leaseDurationSeconds": duration,
+                            "leaseTransitions": transitions}
+    if renewed is not None:
+        spec["renewTime"] = renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return spec
+
+
+S = dt.timedelta(seconds=1)
+# (what, spec, we hold it, now, action, transitions written when taking)
+DECISIONS = [
+    ("a Lease never held is taken", {}, False, T0, "take", 1),
+    ("a released Lease is taken, counting the transition", _spec("", transitions=3), False, T0, "take", 4),
+    ("another's, renewed just now, is skipped", _spec("other"), False, T0 + S, "skip", 0),
+    ("another's, 1 us before its expiry (60 s + 5 s skew), is skipped", _spec("other"), False,
+     T0 + 65 * S - dt.timedelta(microseconds=1), "skip", 0),
+    ("another's, at its expiry, is taken over", _spec("other", transitions=7), False, T0 + 65 * S, "take", 8),
+    ("a short Lease's skew allowance is its duration (2 s + 2 s)", _spec("other", duration=2), False, T0 + 4 * S,
+     "take", 1),
+    ("another's, never renewed, is taken", _spec("other", renewed=None), False, T0, "take", 1),
+    ("ours from an earlier try is taken again without a transition", _spec("me", transitions=2), False, T0, "take", 2),
+    ("ours while we hold it is renewed", _spec("me"), True, T0 + 30 * S, "renew", 0),
+    ("ours, even past its expiry by our clock, is renewed while nobody took it", _spec("me"), True, T0 + 600 * S,
+     "renew", 0),
+    ("another's while we thought we held it is lost", _spec("other"), True, T0, "lost", 0),
+    ("released by someone else while we held it is lost", _spec(""), True, T0, "lost", 0),
+]
+
+
+@pytest.mark.parametrize("what, spec, held, at, action, transitions", DECISIONS, ids=[d[0] for d in DECISIONS])
+def test_lease_decision(what: str, spec: dict[str, Any], held: bool, at: dt.datetime, action: str,
+                        transitions: int) -> None:
+    verdict = decide(spec, "me", at, held=held)
+    assert verdict.action == action
+    if action == "take":
+        assert verdict.transitions == transitions
+    if action in ("skip", "lost"):
+        assert "other" in verdict.why or "nobody" in verdict.why
+
+
+@pytest.mark.parametrize("after_s, retry", [(0, True), (39.999, True), (40, False), (60, False)])
+def test_a_failed_renewal_is_retried_until_two_thirds_of_the_duration(after_s: float, retry: bool) -> None:
+    assert keep_trying(T0, T0 + dt.timedelta(seconds=after_s), 60) is retry
+
+
+# --- renewal against the API test server, on the injected clock ------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def _taken(h: Harness) -> tuple[Lease, Clock]:
+    clock = Clock()
+    lease = Lease(api_client(h.kubeconfig, ""), NAMESPACE, LEASE, "me", 60, clock)
+    assert lease.acquire() is None
+    return lease, clock
+
+
+def test_a_transient_renewal_error_inside_the_margin_keeps_the_lease(h: Harness) -> None:
+    lease, clock = _taken(h)
+    h.kube.fail("PATCH", "/leases/", 503, times=1)
+    clock.now = T0 + dt.timedelta(seconds=39.999)
+    assert lease.renew() == "retry" and not lease.lost
+    clock.now = T0 + dt.timedelta(seconds=42)  # past T0's margin, but the retry succeeds
+    assert lease.renew() == "renewed" and lease.still_held()
+    h.kube.fail("PATCH", "/leases/", 503, times=1)
+    clock.now = T0 + dt.timedelta(seconds=42 + 39)  # the margin counts from the last good renewal
+    assert lease.renew() == "retry"
+    assert h.kube.existing("leases", NAMESPACE, LEASE)["spec"]["holderIdentity"] == "me"
+
+
+def test_a_renewal_failing_until_the_margin_ends_loses_the_lease(h: Harness) -> None:
+    lease, clock = _taken(h)
+    h.kube.fail("PATCH", "/leases/", 503, times=2)
+    clock.now = T0 + dt.timedelta(seconds=20)
+    assert lease.renew() == "retry"
+    clock.now = T0 + dt.timedelta(seconds=40)
+    assert lease.renew() == "lost" and lease.lost and not lease.still_held()
+
+
+def test_a_renewal_that_finds_another_holder_is_lost_at_once_inside_the_margin(h: Harness) -> None:
+    lease, clock = _taken(h)
+    current = h.kube.existing("leases", NAMESPACE, LEASE)
+    current["spec"]["holderIdentity"] = "thief"
+    h.kube.put_object("leases", current)
+    clock.now = T0 + dt.timedelta(seconds=1)
+    assert lease.renew() == "lost"
+
+
+def test_requests_to_the_api_server_name_the_job_as_their_user_agent(h: Harness) -> None:
+    h.kube.put_event(legacy_event("pod-1.1"))
+    assert h.run() == 0
+    assert h.kube.user_agents and h.kube.user_agents == {f"loki-event-sync/{__version__}"}

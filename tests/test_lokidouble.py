@@ -215,17 +215,19 @@ def test_partial_400_keeps_valid_entries_and_names_the_reason(
     assert (loki.accepted_entries, loki.rejected_entries) == (2, 2)
 
 
-def test_line_too_long_is_rejected_not_truncated(clock: Clock, http: requests.Session) -> None:
-    with LokiDouble(now_ns=clock, max_line_bytes=100) as loki:
+@pytest.mark.parametrize(("version", "says"), [("2.9", "Max entry size"), ("3.6", "max entry size")])
+def test_line_too_long_is_rejected_not_truncated_in_the_versions_words(
+        clock: Clock, http: requests.Session, version: str, says: str) -> None:
+    with LokiDouble(now_ns=clock, max_line_bytes=100, loki_version=version) as loki:
         r = push(http, loki, (SVC, [[ts(), "é" * 51], [ts(), "x" * 100]]))  # 102 UTF-8 bytes, 100 bytes
         assert r.status_code == 400
-        assert r.text.startswith("Max entry size '100' bytes exceeded") and "length '102' bytes" in r.text
+        assert r.text.startswith(f"{says} '100' bytes exceeded") and "length '102' bytes" in r.text
         assert [e.line for e in loki.entries()] == ["x" * 100]
 
 
 def test_default_max_line_is_256_kib(loki: LokiDouble, http: requests.Session) -> None:
     r = push(http, loki, (SVC, [[ts(), "x" * (256 * 1024 + 1)], [ts(1), "x" * (256 * 1024)]]))
-    assert r.status_code == 400 and r.text.startswith("Max entry size '262144' bytes exceeded")
+    assert r.status_code == 400 and r.text.startswith("max entry size '262144' bytes exceeded")
     assert loki.accepted_entries == 1
 
 
@@ -296,7 +298,7 @@ def test_identical_validation_errors_are_grouped_with_their_count(
     with LokiDouble(now_ns=clock, max_line_bytes=10) as loki:
         r = push(http, loki, (SVC, [[ts(), "x" * 11], [ts(1), "y" * 11], [ts(2), "short"]]))
     assert r.status_code == 400
-    assert r.text.startswith("2 errors like: Max entry size '10' bytes exceeded for stream")
+    assert r.text.startswith("2 errors like: max entry size '10' bytes exceeded for stream")
     assert "; " not in r.text and [e.line for e in loki.entries()] == ["short"]
 
 

@@ -5,8 +5,9 @@ import base64
 import logging
 import socket
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from job import metrics
 from job.cmd import Config, parse
 from job.summary import Summary
+from tests.conftest import NAMESPACE, Harness, legacy_event, now, rfc
 
 
 class Gateway:
@@ -43,8 +45,11 @@ class Gateway:
                                        daemon=True)
 
     def values(self, index: int = -1) -> dict[str, float]:
+        return {name: value for name, _, value in self.samples(index)}
+
+    def samples(self, index: int = -1) -> list[tuple[str, dict[str, str], float]]:
         body = self.requests[index][3]
-        return {s.name: s.value for family in text_string_to_metric_families(body) for s in family.samples}
+        return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(body) for s in family.samples]
 
 
 @pytest.fixture
@@ -61,15 +66,19 @@ def config(url: str, *extra: str) -> Config:
 
 
 SUMMARY = Summary(listed=120, new=7, duplicates=100, filtered=5, out_of_window=3, before_horizon=2, rejected=1,
-                  gap_seconds=30, ledger=900, duration_s=1.25, pages=1)
+                  gap_seconds=30, ledger=900, duration_s=1.25, pages=1, checkpoint_bytes=15_000,
+                  checkpoint_limit_bytes=1_048_576, outcome="ok", cause="ok")
+FAILED = replace(SUMMARY, outcome="failed", cause="loki", exit_code=1)
 
 
 def test_a_successful_run_replaces_the_group_with_every_metric(gateway: Gateway) -> None:
-    metrics.push(config(gateway.url), SUMMARY, 0)
+    metrics.push(config(gateway.url), SUMMARY)
     ((method, path, _, _),) = gateway.requests
     assert (method, path) == ("PUT", "/metrics/job/loki-event-sync")
+    assert {labels["outcome"] for _, labels, _ in gateway.samples()} == {"ok"}
     values = gateway.values()
     assert values.pop("loki_event_sync_last_success_timestamp_seconds") > 1.7e9
+    assert values.pop("loki_event_sync_last_run_timestamp_seconds") > 1.7e9
     assert values == {
         "loki_event_sync_run_duration_seconds": 1.25,
         "loki_event_sync_events_listed": 120,
@@ -79,26 +88,33 @@ def test_a_successful_run_replaces_the_group_with_every_metric(gateway: Gateway)
         "loki_event_sync_gap_seconds": 30,
         "loki_event_sync_ledger_entries": 900,
         "loki_event_sync_last_run_exit_code": 0,
+        "loki_event_sync_checkpoint_bytes": 15_000,
+        "loki_event_sync_checkpoint_limit_bytes": 1_048_576,
     }
 
 
 def test_a_failed_run_adds_its_values_but_keeps_the_last_success_timestamp(gateway: Gateway) -> None:
-    metrics.push(config(gateway.url), SUMMARY, 1)
+    metrics.push(config(gateway.url), FAILED)
     ((method, _, _, _),) = gateway.requests
     assert method == "POST"  # POST replaces only the metrics it sends; PUT would drop the timestamp
     values = gateway.values()
     assert "loki_event_sync_last_success_timestamp_seconds" not in values
     assert values["loki_event_sync_last_run_exit_code"] == 1
+    assert values["loki_event_sync_ledger_entries"] == 900  # the true figures of a failed run
+    assert "loki_event_sync_checkpoint_bytes" not in values  # it saved none: no 0 over the last size
 
 
 def test_a_run_skipped_for_a_held_lease_does_not_count_as_a_success(gateway: Gateway) -> None:
-    metrics.push(config(gateway.url), Summary(), 0)
+    metrics.push(config(gateway.url), Summary(outcome="skipped", cause="skipped", duration_s=0.05))
     assert gateway.requests[0][0] == "POST"
-    assert "loki_event_sync_last_success_timestamp_seconds" not in gateway.values()
+    assert {labels["outcome"] for _, labels, _ in gateway.samples()} == {"skipped"}
+    assert set(gateway.values()) == {  # no ledger_entries=0
+        "loki_event_sync_last_run_timestamp_seconds", "loki_event_sync_run_duration_seconds",
+        "loki_event_sync_last_run_exit_code"}
 
 
 def test_cluster_becomes_part_of_the_grouping_key(gateway: Gateway) -> None:
-    metrics.push(config(gateway.url, "--cluster", "prod-eu"), SUMMARY, 0)
+    metrics.push(config(gateway.url, "--cluster", "prod-eu"), SUMMARY)
     assert gateway.requests[0][1] == "/metrics/job/loki-event-sync/cluster/prod-eu"
 
 
@@ -107,7 +123,7 @@ def test_credentials_in_the_url_become_basic_auth_and_never_reach_the_log(
     gateway.status = 500
     url = gateway.url.replace("http://", "http://pusher:s3cret-pw@")
     with caplog.at_level(logging.WARNING):
-        metrics.push(config(url), SUMMARY, 0)
+        metrics.push(config(url), SUMMARY)
     headers = gateway.requests[0][2]
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"pusher:s3cret-pw").decode()
     (record,) = caplog.records
@@ -119,7 +135,7 @@ def test_an_unreachable_pushgateway_only_logs_one_warning(caplog: pytest.LogCapt
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with caplog.at_level(logging.WARNING):
-        metrics.push(config(f"http://127.0.0.1:{port}"), SUMMARY, 0)  # must not raise
+        metrics.push(config(f"http://127.0.0.1:{port}"), SUMMARY)  # must not raise
     (record,) = caplog.records
     assert record.levelno == logging.WARNING and f"127.0.0.1:{port}" in record.getMessage()
 
@@ -142,7 +158,7 @@ def test_a_pushgateway_answering_garbage_after_a_successful_sync_is_only_a_warni
     t.start()
     try:
         with caplog.at_level(logging.WARNING):
-            metrics.push(config(f"http://127.0.0.1:{server.getsockname()[1]}"), SUMMARY, 0)  # must not raise
+            metrics.push(config(f"http://127.0.0.1:{server.getsockname()[1]}"), SUMMARY)  # must not raise
     finally:
         t.join(timeout=5)
         server.close()
@@ -153,3 +169,91 @@ def test_a_pushgateway_answering_garbage_after_a_successful_sync_is_only_a_warni
 def test_a_pushgateway_url_with_a_space_is_refused_before_the_run() -> None:
     with pytest.raises(Exception, match="space"):
         config("http://pgw:9091/job x")
+
+
+# --- every ending of a real run: one summary line, one push, the same outcome and figures ------------------
+
+
+def _ending(h: Harness, gateway: Gateway, *extra: str, command: str = "run") -> tuple[int, dict[str, Any]]:
+    gateway.requests.clear()
+    code = h.run(command, *extra, "--pushgateway-url", gateway.url)
+    summaries = [r["summary"] for r in h.logs() if "summary" in r]
+    assert len(summaries) == 1 and "summary" in h.logs()[-1], h.stderr  # one, and the run's last line
+    assert len(gateway.requests) == 1, gateway.requests
+    (summary,) = summaries
+    assert {labels["outcome"] for _, labels, _ in gateway.samples()} == {summary["outcome"]}
+    pushed = gateway.values()
+    assert pushed["loki_event_sync_last_run_exit_code"] == code == summary["exit_code"]
+    assert pushed["loki_event_sync_run_duration_seconds"] == summary["duration_s"]
+    for metric, field in (("events_listed", "listed"), ("events_shipped", "new"), ("ledger_entries", "ledger")):
+        assert pushed.get(f"loki_event_sync_{metric}") == summary.get(field), metric
+    return code, summary
+
+
+def _seeded(h: Harness, n: int = 120) -> None:
+    for i in range(n):
+        h.kube.put_event(legacy_event(f"pod-{i}.{i:x}"))
+
+
+def test_a_successful_run_ends_with_outcome_ok(h: Harness, gateway: Gateway) -> None:
+    _seeded(h)
+    code, s = _ending(h, gateway)
+    assert (code, s["outcome"], s["new"], s["ledger"]) == (0, "ok", 120, 120)
+    assert gateway.requests[0][0] == "PUT" and "loki_event_sync_last_success_timestamp_seconds" in gateway.values()
+
+
+def test_a_skipped_run_ends_with_outcome_skipped_and_pushes_no_counts(h: Harness, gateway: Gateway) -> None:
+    _seeded(h)
+    h.kube.put_object("leases", {"metadata": {"name": "loki-event-sync", "namespace": NAMESPACE}, "spec": {
+        "holderIdentity": "busy-run", "leaseDurationSeconds": 3600, "renewTime": rfc(now(), micro=True)}})
+    code, s = _ending(h, gateway)
+    assert (code, s["outcome"]) == (0, "skipped") and "ledger" not in s
+    assert "run skipped: Lease loki-event-sync/loki-event-sync is held by busy-run" in h.logs()[-1]["msg"]
+    assert "completed" not in h.stderr and "loki_event_sync_ledger_entries" not in gateway.values()
+
+
+def test_a_failed_run_that_retried_reports_its_true_figures(h: Harness, gateway: Gateway) -> None:
+    _seeded(h)
+    assert h.run() == 0
+    for i in range(5):
+        h.kube.put_event(legacy_event(f"late-{i}.{i:x}"))
+    h.loki.fail_next(503, times=100)  # until the 3 s retry budget is spent
+    code, s = _ending(h, gateway)
+    assert (code, s["outcome"], s["cause"]) == (1, "failed", "loki")
+    assert s["retries"] > 0 and s["ledger"] == 120 and (s["listed"], s["new"]) == (125, 5)
+    # The run's clock advanced by exactly the waits it chose: the duration is theirs, not 0.0.
+    assert s["duration_s"] == pytest.approx(sum(h.clock.sleeps), abs=0.01) and s["duration_s"] > 0
+    assert gateway.requests[0][0] == "POST"
+
+
+def test_sigterm_ends_with_outcome_terminated_and_still_pushes(h: Harness, gateway: Gateway) -> None:
+    import _thread
+
+    _seeded(h)
+    fired: list[bool] = []
+
+    def term(method: str, path: str) -> None:  # what job/__main__.py makes of SIGTERM, mid-list
+        if path.startswith("/api/v1/events") and not fired:
+            fired.append(True)
+            _thread.interrupt_main()
+
+    h.kube.on_request = term
+    code, s = _ending(h, gateway)
+    h.kube.on_request = None
+    assert (code, s["outcome"], s["cause"]) == (1, "terminated", "terminated")
+    assert "interrupted" in h.logs()[-1]["msg"]
+    assert h.kube.existing("leases", NAMESPACE, "loki-event-sync")["spec"]["holderIdentity"] == ""
+
+
+def test_a_run_past_its_deadline_ends_with_outcome_deadline(h: Harness, gateway: Gateway) -> None:
+    _seeded(h)
+
+    def slow(method: str, path: str) -> None:  # each page "takes" a minute on the run's clock
+        if path.startswith("/api/v1/events"):
+            h.clock.skipped += 60
+
+    h.kube.on_request = slow
+    code, s = _ending(h, gateway, "--deadline", "90s")
+    h.kube.on_request = None
+    assert (code, s["outcome"]) == (1, "deadline") and s["duration_s"] >= 90
+    assert s["listed"] < 120  # it stopped at a page boundary, not at the end

@@ -211,7 +211,7 @@ def steps(wf: dict[str, Any], job: str) -> list[dict[str, Any]]:
 
 def test_actionlint_and_shellcheck_accept_every_workflow() -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert {f.name for f in files} == {"ci.yml", "release.yml"}
+    assert {f.name for f in files} == {"ci.yml", "release.yml", "e2e.yml"}
     env = {**os.environ, "PATH": f"{Path(tool('shellcheck')).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run([tool("actionlint"), *map(str, files)], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env=env)
@@ -285,11 +285,33 @@ def test_release_publishes_install_yaml_pinned_by_tag_and_digest_and_the_dashboa
     publish = workflow("release.yml")["jobs"]["publish"]
     assert publish["needs"] == "image" and publish["permissions"] == {"contents": "write"}
     runs = "\n".join(s.get("run", "") for s in publish["steps"])
-    assert 'kustomize edit set image "${IMAGE}=${IMAGE}:${TAG}@${DIGEST}"' in runs
-    assert "kustomize build deploy/install" in runs
+    # The same renderer as CI (.ci/run), never the runner's own kustomize.
+    assert 'python tools/render.py deploy/install --image "${IMAGE}:${TAG}@${DIGEST}"' in runs
+    assert "kustomize" not in runs
+    assert "-r requirements-dev.txt" in runs
     assert 'grep -qF "image: ${IMAGE}:${TAG}@${DIGEST}" build/install.yaml' in runs
     (gh,) = [s for s in publish["steps"] if "gh release create" in s.get("run", "")]
     assert "build/install.yaml" in gh["run"] and DASHBOARD_JSON in gh["run"]
+
+
+def test_release_pushes_the_chart_with_the_images_version_and_digest_signs_it_and_attaches_it() -> None:
+    job = workflow("release.yml")["jobs"]["chart"]
+    assert job["needs"] == ["image", "publish"]
+    assert job["permissions"] == {"contents": "write", "packages": "write", "id-token": "write"}
+    runs = "\n".join(s.get("run", "") for s in job["steps"])
+    assert 'python tools/chart.py package --version "${TAG#v}" --destination build' in runs
+    assert 'python tools/chart.py push "${ARCHIVE}" "oci://ghcr.io/${OWNER,,}/charts"' in runs
+    assert 'cosign sign --yes "${chart}@${digest}"' in runs and "cosign verify" in runs
+    assert 'gh release upload "${TAG}" "${ARCHIVE}"' in runs
+    assert any(s.get("uses", "").startswith("sigstore/cosign-installer@") for s in job["steps"])
+    # The sed lines that pin the image must each match exactly one line of values.yaml.
+    values = text("charts/loki-event-sync/values.yaml").splitlines()
+    patterns = re.findall(r'sed -i "s\|\^(.*?)\$\|', runs)
+    assert len(patterns) == 2, patterns
+    for pattern in patterns:
+        literal = pattern.replace('\\"', '"')
+        assert values.count(literal) == 1, literal
+    assert values.count(f"  repository: {render.IMAGE}") == 1
 
 
 def test_the_dashboard_json_the_release_attaches_is_a_grafana_dashboard() -> None:
@@ -317,7 +339,7 @@ def test_what_the_release_renders_pins_the_image_by_tag_and_digest_and_is_valid(
 # --- CI script and lint configs ---------------------------------------------------------------------------
 
 
-def test_ci_script_lints_then_ends_with_the_readmes_test_command() -> None:
+def test_ci_script_lints_then_runs_the_readmes_test_command_now_and_400_days_ahead() -> None:
     script = text(".ci/run")
     assert "set -euo pipefail" in script
     for needle in (".venv/bin/actionlint", ".venv/bin/hadolint Dockerfile", "tools/render.py --check",
@@ -325,9 +347,16 @@ def test_ci_script_lints_then_ends_with_the_readmes_test_command() -> None:
                    ".venv-lint/bin/checkov --config-file .checkov.yaml -f Dockerfile",
                    "pip install -q --disable-pip-version-check -r requirements-lint.txt"):
         assert needle in script, needle
-    last = [ln for ln in script.splitlines() if ln.strip() and not ln.startswith("#")][-1]
-    assert last == ".venv/bin/python -m pytest"
+    lines = [ln.strip() for ln in script.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    plain = lines.index(".venv/bin/python -m pytest")
+    assert lines[plain - 2:plain] == [".venv/bin/ruff check .", ".venv/bin/mypy"]  # lint first
+    # Then the same suite on a clock 400 days ahead, for the whole process tree, monotonic clock real.
+    assert lines[plain + 1:] == [
+        'echo "== pytest, clock +400 days"', "(",
+        "eval \"$(.venv/bin/python -c 'import libfaketime; libfaketime.main()')\"",
+        "FAKETIME=+400d FAKETIME_DONT_FAKE_MONOTONIC=1 .venv/bin/python -m pytest", ")"]
     assert ".venv/bin/python -m pytest" in text("README.md")
+    assert "libfaketime==" in text("requirements-dev.txt")
 
 
 def test_every_lint_skip_says_why_on_its_line() -> None:

@@ -16,6 +16,7 @@ import yaml
 from job import plan as model
 from job.cmd import parse as parse_cfg
 from tests import logql
+from tests.conftest import Harness
 from tests.shipped import LINE_FORMAT, SETTINGS, Shipped, shipped
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,3 +214,42 @@ def test_each_component_renders_one_stable_configmap_in_the_jobs_namespace(
     assert cm["metadata"]["name"] == name and cm["metadata"]["namespace"] == "monitoring"
     assert cm["metadata"]["labels"][label] == "1"
     assert cm["data"] == {key: (ROOT / "deploy" / "components" / component / key).read_text(encoding="utf-8")}
+
+
+def test_the_pushgateway_rules_read_the_outcome_label_and_only_metrics_the_job_pushes() -> None:
+    from job import metrics
+
+    pushed = metrics.NAMES
+    rules = {r["alert"]: r["expr"] for r in prometheus_rules()["loki-event-sync"]}
+    for alert, expr in rules.items():
+        names = set(re.findall(r"\bloki_event_sync_\w+", expr))
+        assert names and names <= pushed, f"{alert}: {names - pushed}"
+    outcomes = {o for expr in rules.values() for o in re.findall(r'outcome=~?"([^"]+)"', expr)}
+    assert {"failed|terminated|deadline", "skipped"} <= outcomes
+    # Staleness is judged on successes only, which a skipped run never pushes.
+    assert "last_success_timestamp_seconds" in rules["LokiEventSyncStale"]
+
+
+def test_the_workload_rule_example_fires_once_for_a_deployment_across_a_rollout(h: Harness) -> None:
+    from tests.test_enrich import about, put, ref, run
+
+    doc = yaml.safe_load((ALERTS / "loki-event-sync-rules-workload.yaml").read_text(encoding="utf-8"))
+    ((rule,),) = [g["rules"] for g in doc["groups"]]
+    deploy = put(h.kube, "deployments", "web")
+    for rollout in ("7d9f8", "5c4b3"):  # each ReplicaSet's pod crash loops 4 times: 8 for the Deployment
+        rs = put(h.kube, "replicasets", f"web-{rollout}", owner=ref(deploy))
+        about(h.kube, put(h.kube, "pods", f"web-{rollout}-a", owner=ref(rs)), reason="BackOff", count=4)
+    about(h.kube, put(h.kube, "pods", "lonely"), reason="BackOff", count=4)
+    for ev in h.kube.events():  # BackOff is a Warning
+        ev["type"] = "Warning"
+        h.kube.put_event(ev)
+    assert run(h, "--enrich", "owner") == 0
+    p = logql.parse(rule["expr"])
+    groups: dict[str, float] = defaultdict(float)
+    for entry in h.loki.entries():
+        ok, out, value = logql.evaluate(p, entry.labels, entry.line)
+        if ok and not out.get("__error__") and value is not None:
+            groups[f"{out['workload_kind']}/{out['workload_name']}"] += value
+    op, threshold = p.comparison  # type: ignore[misc]
+    # 8 > 5 for the Deployment; the bare pod's 4 is not enough
+    assert op == ">" and {k for k, v in groups.items() if v > threshold} == {"Deployment/web"}
