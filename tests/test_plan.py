@@ -309,3 +309,21 @@ def test_the_compared_schedules_run_exactly_when_croniter_says(schedule: str, st
     while len(expected) < 2 or expected[-1] < start + dt.timedelta(days=1):
         expected.append(it.get_next(dt.datetime))
     assert times == expected
+
+
+def test_status_text_says_no_checkpoint_yet_and_plan_from_cluster_plans_from_the_list_alone(h: Any) -> None:
+    from tests.conftest import STATE, legacy_event
+
+    assert h.run(raw=["status", "--kubeconfig", h.kubeconfig, "--state", STATE]) == 0
+    assert row(h.stdout, "checkpoint").endswith(": none yet")
+    for i in range(12):
+        h.kube.put_event(legacy_event(f"e-{i}.{i:x}"))
+    code, out = from_cluster(h, "--output", "json")
+    got = json.loads(out)
+    assert code == 0 and got["measured"]["history"] == {} and got["measured"]["events_held"] == 12
+    # No runs recorded: the rate is what the API server holds over one TTL, the CPU the benchmark's model.
+    ten = got["plans"][1]
+    assert ten["events_per_hour"] == 12 and ten["new_per_run"] == pytest.approx(2)
+    listed = 12 + 9 * 6
+    assert ten["cpu_s_per_run"] == pytest.approx(model.CPU_S_PER_RUN + listed * model.CPU_S_PER_EVENT
+                                                 + 2 * model.CPU_S_PER_NEW_EVENT)
