@@ -420,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench import enrich  # what --enrich adds at 10k listed, 1.7k new (bench/enrich.py)
 
         enriching = enrich.measure(tmp)["runs"] if 10_000 in sizes else []
+        from bench import plan_cost  # plan --from-cluster against a run with nothing new (bench/plan_cost.py)
+
+        plan = plan_cost.measure(10_000 if 10_000 in sizes else max(sizes), tmp, args.repeat)
     imports_after = import_costs(args.repeat)  # again at the end: the spread says how noisy the machine was
     for before, after in zip(imports, imports_after, strict=True):
         before["cpu_s_end"] = after["cpu_s"]
@@ -445,9 +448,11 @@ def main(argv: list[str] | None = None) -> int:
     if enriching:
         print()
         print(table(enriching, enrich.COLUMNS))
+    print()
+    print(table([plan], plan_cost.COLUMNS))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": rows, "imports": imports, "targets": goals,
-                                               "ledger": ledger, "enrich": enriching}, indent=2))
+                                               "ledger": ledger, "enrich": enriching, "plan": plan}, indent=2))
     return 0
 
 

@@ -29,6 +29,20 @@ def load(store: Store, reset: bool, now_ns: int | None = None) -> tuple[Checkpoi
         return Checkpoint(), version, False
 
 
+def advance_list_rv(cp: Checkpoint, rv: str) -> None:
+    """Record a list's resourceVersion as the next run's floor, unless an older one than recorded.
+
+    Complete or not, the list's shipments are in the ledger, so a later watch-cache list must be no
+    older than it (job/kube.py Listing); a non-numeric one is opaque, as the API allows, and taken.
+    """
+    try:
+        newer = not cp.list_rv or int(rv) >= int(cp.list_rv)
+    except ValueError:
+        newer = True
+    if rv and newer:
+        cp.list_rv = rv
+
+
 def fit(cp: Checkpoint, ledger: Ledger, store: Store, s: Summary) -> bytes:
     """Encode, pruning the oldest entries first if the store has a size limit (never re-shipped)."""
     data = encode(cp)

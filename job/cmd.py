@@ -16,10 +16,11 @@ from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from job import __version__
-from job.filters import Filters
+from job.filters import OWN_EVENTS, Filters
 
 DEFAULT_LEASE_NAME = "loki-event-sync"
 DEFAULT_CHECKPOINT_CONFIGMAP = "loki-event-sync-checkpoint"
+DEFAULT_CRONJOB_NAME = "loki-event-sync"  # cronjob.yaml's
 # The install's namespace: the default for the Lease and the checkpoint, off-cluster too.
 DEFAULT_NAMESPACE = "loki-event-sync"
 MiB = 1024 * 1024
@@ -74,6 +75,10 @@ class Config:
     page_size: int = 500
     event_namespaces: tuple[str, ...] = ()  # () = cluster-wide
     list_from: str = "etcd"
+    own_events: str = "warnings"
+    cronjob_name: str = DEFAULT_CRONJOB_NAME
+    pod_name: str = ""  # HOSTNAME, the running Pod's name in a cluster: not a setting, the job's identity
+    from_cluster: bool = False
     api_timeout: float = 30.0
     push_format: str = "json"
     push_timeout: float = 15.0
@@ -491,6 +496,8 @@ _LIST_FROM = Flag("list-from", "etcd: every list reads the most recent data from
                   "cache serves it (resourceVersionMatch=NotOlderThan the previous run's list), cheaper for the API "
                   "server and etcd, see docs/performance.md", "etcd", choice("etcd", "cache"))
 _OUTPUT = Flag("output", "text or json", "text", choice("text", "json"))
+_CRONJOB = Flag("cronjob-name", "the job's CronJob, in the job's namespace, whose Jobs and Pods are its own",
+                DEFAULT_CRONJOB_NAME, k8s_name)
 _WINDOW = ("window", (Flag("since", "window start: 2h or RFC3339", None, time_or_duration, env=False, required=True),
                       Flag("until", "window end (default: now)", None, time_or_duration, env=False)))
 
@@ -575,6 +582,9 @@ EVENTS: tuple[str, tuple[Flag, ...]] = ("events", (
          show="none"),
     _switch("dry-run", "print the streams and lines that would be pushed; touch nothing"),
     _switch("reset-checkpoint", "ignore an unreadable checkpoint and start over (it is overwritten)"),
+    Flag("own-events", "the Events about the job's own CronJob, Jobs and Pods: warnings ships only their Warnings, "
+         "all ships them all, none ships none (docs/kubernetes.md)", "warnings", choice(*OWN_EVENTS)),
+    _CRONJOB,
     Flag("lease-name", "Lease that keeps two runs from overlapping", DEFAULT_LEASE_NAME, k8s_name),
     Flag("lease-duration", "Lease duration, 1s to 1h; renewed every third of it", 60.0,
          at_most(3600, "1h", least_s=1), "60s"),
@@ -591,7 +601,10 @@ COMMANDS: dict[str, tuple[str, tuple[tuple[str, tuple[Flag, ...]], ...]]] = {
              "everything the API holds"),)))),
     "backfill": ("re-ship a window, even what the ledger says was shipped", (*SYNC, _WINDOW)),
     "status": ("what the checkpoint says", (LOGGING, KUBERNETES, CHECKPOINT, ("status", (_OUTPUT, _TTL)))),
-    "plan": ("cost and risk of a schedule (exit 1: not safe)", (LOGGING, CHECKPOINT, ("plan", (
+    "plan": ("cost and risk of a schedule (exit 1: not safe)", (LOGGING, KUBERNETES, CHECKPOINT, ("plan", (
+        _switch("from-cluster", "measure the inputs: the checkpoint's recent runs and one list of the Events the "
+                "API server holds (needs the run's access)"),
+        _CRONJOB,
         Flag("schedule", "cron expression", "*/10 * * * *"),
         Flag("events-per-hour", "expected events per hour", 10_000, positive_int),
         _TTL,
@@ -688,7 +701,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> C
     _switches(values)
     filters = Filters(**{k: values.pop(k) for k in list(values) if k.startswith(("include_", "exclude_"))})
     values = {k: v for k, v in values.items() if k in Config.__dataclass_fields__ and v is not None}
-    cfg = Config(filters=filters, **values)
+    cfg = Config(filters=filters, pod_name=env.get("HOSTNAME", ""), **values)
     if cfg.command in ("run", "backfill") and not cfg.dry_run and not cfg.loki_url:
         raise UsageError(f"--loki-url (or {env_var('loki-url')}) is required;"
                          " or use --dry-run to print what would be pushed")

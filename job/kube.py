@@ -321,7 +321,7 @@ class Listing:
 
     ``resource_version`` is the newest collection resourceVersion the run's lists were served at
     (one list cluster-wide, or one per --event-namespaces entry). The run records it in its
-    summary, and so in the checkpoint's ``last_run``; the next run passes it back as
+    summary and as the checkpoint's ``list_rv``; the next run passes that back as
     ``not_older_than``. ``complete`` is True only when every list was read to its end *and*
     each is known to be at least as new as the previous run's: only then may the ledger treat a
     uid missing from the list as deleted by the API server. A list the watch cache served from
@@ -331,7 +331,7 @@ class Listing:
     number makes the list not complete.
     """
 
-    not_older_than: str = ""  # the previous run's resource_version ("" = none recorded)
+    not_older_than: str = ""  # the checkpoint's list_rv ("" = none recorded)
     resource_version: str = ""
     complete: bool = False
     requests: int = 0

@@ -67,25 +67,22 @@ def _dispatch(cfg: Config, d: Deps) -> int:
     if cfg.command == "plan":
         from job import plan
 
-        return plan.main(cfg, d.stdout, d.clock.now())
+        return plan.main(cfg, d.stdout, d.clock.now(), d)
     if cfg.command == "manifest":
         from job import manifest
 
         return manifest.main(cfg, d)
-    from job.status import status
+    from job.status import render, status
 
     info = status(cfg, d)
-    if cfg.output == "json":
-        d.stdout.write(json.dumps(info, indent=2) + "\n")
-    else:
-        for k, v in info.items():
-            d.stdout.write(f"{k}: {v}\n")
+    d.stdout.write(json.dumps(info, indent=2) + "\n" if cfg.output == "json" else render(info))
     return EXIT_OK
 
 
 def _sync(cfg: Config, d: Deps, redact: Redactor) -> int:
     """A run or backfill, and its one closing line and metrics push, however it ends."""
     from job import sync
+    from job.history import cpu_s
     from job.summary import Summary
 
     log.info("loki-event-sync %s starting %s", __version__, cfg.command,
@@ -101,6 +98,7 @@ def _sync(cfg: Config, d: Deps, redact: Redactor) -> int:
         cause = "ok" if error is None else cause_of(error)
         s.cause, s.outcome, s.exit_code = cause, CAUSES[cause].outcome, CAUSES[cause].code
         s.duration_s = round(d.clock.monotonic() - started, 3)
+        s.cpu_s = round(cpu_s(), 3)
         _end(cfg, s, error)
     if error is not None and not isinstance(error, (Exception, KeyboardInterrupt)):
         raise error  # SystemExit and the like are not the run's to swallow

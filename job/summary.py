@@ -12,7 +12,9 @@ from typing import Any
 # What a skipped run reports: it did no sync, so its zeros are not figures (no ledger_entries=0).
 SKIP_FIELDS = ("outcome", "cause", "exit_code", "duration_s")
 # How the run ended, and what is known only after the save: never part of the checkpoint's last_run.
-NOT_IN_LAST_RUN = ("outcome", "cause", "exit_code", "watermark", "checkpoint_bytes", "checkpoint_limit_bytes")
+# resource_version: the checkpoint's list_rv is the one home of the next run's list floor.
+NOT_IN_LAST_RUN = ("outcome", "cause", "exit_code", "watermark", "checkpoint_bytes", "checkpoint_limit_bytes",
+                   "resource_version")
 
 
 @dataclass
@@ -42,9 +44,13 @@ class Summary:
     checkpoint_limit_bytes: int = 0
     gap_seconds: int = 0
     duration_s: float = 0.0
+    cpu_s: float = 0.0  # the process's CPU time (resource.getrusage), start-up included
+    # Occurrence time to the end of the push, over the occurrences shipped: the freshness Loki saw.
+    delay_p50_s: float = 0.0
+    delay_p95_s: float = 0.0
     watermark: str = ""
     # The newest resourceVersion the run's event lists were served at, and whether the list is known
-    # complete and no older than the previous run's (job/kube.py Listing); the next run reads it back.
+    # complete and no older than the previous run's (job/kube.py Listing); the checkpoint keeps it as list_rv.
     resource_version: str = ""
     list_complete: bool = False
     list_requests: int = 0  # event list requests and their response bytes, the cost to the API server

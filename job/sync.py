@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from array import array
+from dataclasses import replace
 
-from job import checkpointing, gap
+from job import checkpointing, gap, history
 from job.cmd import Config, resolve_time
 from job.connections import Connections
 from job.dedupe import NS, Ledger
@@ -12,6 +14,7 @@ from job.deps import Deps
 from job.enrich import NONE, enricher_for
 from job.events import rfc3339, to_ns
 from job.failure import RunFailed, RunSkipped
+from job.filters import OwnEvents
 from job.kube import Listing
 from job.lease import Lease, Renewer
 from job.lines import Formatter
@@ -69,8 +72,10 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
                     max_line_bytes=cfg.max_line_bytes, structured_metadata=cfg.structured_metadata)
     pusher = pusher_for(cfg, deps)
     route = router_for(cfg, conn.api, deps.redactor)
-    # The previous run's list resourceVersion: a watch-cache list must be at least that new.
-    listing = Listing(not_older_than=str((cp.last_run or {}).get("resource_version") or ""))
+    # The last complete list's resourceVersion: a watch-cache list must be at least that new.
+    listing = Listing(not_older_than=cp.list_rv)
+    filters = replace(cfg.filters, own=OwnEvents(conn.namespace(), cfg.cronjob_name, cfg.pod_name, cfg.own_events))
+    stamps = array("q")  # each shipped occurrence's time, for the run's measured delay
     try:
         if existed and not backfill:
             s.gap_seconds = gap.gap_seconds(cp, cfg, now_ns)
@@ -85,13 +90,15 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
         metadata = fmt.metadata if cfg.structured_metadata or enrich else None
         for page in pages(cfg, conn, deps, listing):
             _check_deadline(cfg, deps, started)
-            for e, ts_ns, new, skew in select(page, ledger, cfg.filters, s):
+            for e, ts_ns, new, skew in select(page, ledger, filters, s):
+                stamps.append(ts_ns)
                 x = enrich(e) if enrich else NONE
                 add(labels(e, hour_bucket(ts_ns) if backfill else "") + skew + x.labels, ts_ns, line(e, new, x.pairs),
                     metadata(e, x.pairs) if metadata else None, route(e.meta.namespace) if route else None)
             if progress:
                 progress.show(s)
         pusher.flush()
+        s.delay_p50_s, s.delay_p95_s = history.delays(stamps, to_ns(deps.clock.now()))
         if enrich:
             enrich.finish()
         if progress:
@@ -108,8 +115,11 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     # Only a list read to its end, and not older than the last run's, says what was deleted.
     ledger.list_rv = listing.resource_version or ledger.list_rv
     s.pruned = ledger.finish(complete=listing.complete and not cfg.from_file)
+    checkpointing.advance_list_rv(cp, listing.resource_version)
     s.ledger = len(cp.ledger)
     s.watermark = rfc3339(cp.watermark_ns)
+    s.duration_s = round(deps.clock.monotonic() - started, 3)  # for the history; main() sets the summary's
+    s.cpu_s = round(history.cpu_s(), 3)
     if cfg.dry_run:
         log.info("**DRY-RUN**: would push %d lines in %d requests; nothing was written", s.lines, st.batches)
         return 0
@@ -118,6 +128,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
                         "(the next run re-sends, and Loki drops the duplicates)", "lease-lost")
     cp.last_success_ns = to_ns(deps.clock.now())
     cp.last_run = s.last_run()
+    history.record(cp, s, cp.last_success_ns)
     data = checkpointing.fit(cp, ledger, store, s)
     store.save(data, version)
     s.checkpoint_bytes, s.checkpoint_limit_bytes = len(data), store.max_bytes or 0

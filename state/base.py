@@ -27,6 +27,10 @@ _YEAR_S = 365 * 86_400
 # at most a few years ago, and never far ahead of its clock (a clock corrected backwards by NTP is
 # allowed a year). A horizon in 2100 or a watermark of 1e30 is damage, never data.
 PAST_S, FUTURE_S = 10 * _YEAR_S, _YEAR_S
+# The short history of runs (job/history.py says what each number is): at most this many records of
+# at most this many non-negative integers, a few hundred bytes in all. A history that breaks these
+# bounds is dropped on decode, never a reason to refuse the checkpoint: it is a report, not state.
+HISTORY_RUNS, HISTORY_FIELDS = 8, 12
 
 
 class StoreError(Exception):
@@ -57,9 +61,12 @@ class Checkpoint:
     last_success_ns: int | None = None
     last_run: dict[str, Any] = field(default_factory=dict)
     listed_ns: int = 0  # job clock at the start of the last complete API list this ledger reflects
-    list_rv: str = ""  # that list's resourceVersion: a later list that is older never forgets anything
+    # The newest list resourceVersion the ledger reflects: the next watch-cache list's floor, and a
+    # later list that is older never forgets anything.
+    list_rv: str = ""
     scope: str = ""  # what that list could contain (field selector, namespaces): absence means deletion
     scope_since_ns: int = 0  # when the scope last changed; entries recorded before it are out of scope
+    history: list[list[int]] = field(default_factory=list)  # the last runs, oldest first (job/history.py)
 
 
 class Store(Protocol):
@@ -118,6 +125,7 @@ def encode(cp: Checkpoint) -> bytes:
         "base_s": base_s,
         "entries": entries,
         "other": [[u, c, t] for u, c, t in other],
+        "history": valid_history(cp.history),
     }
     if _SWAP:
         counts.byteswap()
@@ -170,16 +178,42 @@ def _decode(data: bytes, hlen: int, version: int, now_ns: int | None) -> Checkpo
     header = json.loads(data[_HEADER.size : _HEADER.size + hlen])
     if not isinstance(header, dict):
         raise ValueError("the header is not an object")
-    compressed = data[_HEADER.size + hlen :]
-    n = _int(header["entries"], "entries")
+    watermark_ns = _int(header["watermark_ns"], "watermark_ns")
+    base_s = _int(header["base_s"], "base_s") if version >= 2 else watermark_ns // NS
+    raw, counts, offsets = _columns(data[_HEADER.size + hlen :], _int(header["entries"], "entries"))
+    n = len(counts)
+    checked = _others(header["other"])
+    cp = _fields(header, version, watermark_ns)
+    newest_s = base_s - (min(offsets) if n else 0)
+    oldest_s = base_s - (max(offsets) if n else 0)
+    if checked:
+        newest_s = max(newest_s, max(t for _, _, t in checked))
+        oldest_s = min(oldest_s, min(t for _, _, t in checked))
+    if (n or checked) and not (0 <= oldest_s and newest_s - oldest_s < 2**32):
+        raise ValueError("ledger times that no checkpoint can hold")  # encode() could not write them back
+    if now_ns is not None:
+        _check_times(cp, now_ns, oldest_s if n or checked else None, newest_s if n or checked else None)
+    for value in (cp.watermark_ns, cp.prune_horizon_ns, cp.listed_ns, cp.scope_since_ns, cp.last_success_ns or 0):
+        if not 0 <= value < 2**63:
+            raise ValueError("a time outside the int64 nanoseconds a checkpoint holds")
+    ledger = dict(zip(_canonical_uids(raw, n), _entries(counts, offsets, base_s), strict=True))
+    del raw
+    for uid, count, t_s in checked:
+        ledger[uid] = (count, t_s)
+    if version == 1:
+        _upgrade_v1(cp, ledger, now_ns)
+    cp.ledger = ledger
+    return cp
+
+
+def _columns(compressed: bytes, n: int) -> tuple[bytearray, array, array]:
+    """The uid bytes, counts and offsets of n entries, inflating no more than n entries need."""
     if not 0 <= n <= 1000 + len(compressed) // 2:
         raise ValueError(f"{n} entries cannot fit {len(compressed)} compressed bytes")
     z = zlib.decompressobj()
     body = z.decompress(compressed, n * 24 + 1)  # bounded: never more than the entries need, plus one
     if len(body) != n * 24 or not z.eof or z.unused_data:
         raise ValueError(f"the ledger does not hold the {n * 24} bytes its {n} entries need")
-    watermark_ns = _int(header["watermark_ns"], "watermark_ns")
-    base_s = _int(header["base_s"], "base_s") if version >= 2 else watermark_ns // NS
     raw = bytearray(n * 16)
     for i in range(16):
         raw[i::16] = body[i * n : (i + 1) * n]
@@ -192,7 +226,11 @@ def _decode(data: bytes, hlen: int, version: int, now_ns: int | None) -> Checkpo
         offsets.byteswap()
     if n and not (1 <= min(counts) and max(counts) <= INT32_MAX):
         raise ValueError("a ledger count outside 1..2147483647")
-    others = header["other"]
+    return raw, counts, offsets
+
+
+def _others(others: Any) -> list[tuple[str, int, int]]:
+    """The ledger entries whose uids are not canonical UUIDs, checked one by one."""
     if not isinstance(others, list):
         raise ValueError("other is not a list")
     checked: list[tuple[str, int, int]] = []
@@ -203,6 +241,11 @@ def _decode(data: bytes, hlen: int, version: int, now_ns: int | None) -> Checkpo
         if not 1 <= _int(count, "a ledger count") <= INT32_MAX:
             raise ValueError("a ledger count outside 1..2147483647")
         checked.append((uid, count, _int(t_s, "a ledger time")))
+    return checked
+
+
+def _fields(header: dict[str, Any], version: int, watermark_ns: int) -> Checkpoint:
+    """The checkpoint's scalar fields and its run history (everything but the ledger)."""
     last_success = header["last_success_ns"]
     last_run = header["last_run"]
     if not isinstance(last_run, dict):
@@ -212,6 +255,7 @@ def _decode(data: bytes, hlen: int, version: int, now_ns: int | None) -> Checkpo
         prune_horizon_ns=_int(header["prune_horizon_ns"], "prune_horizon_ns"),
         last_success_ns=None if last_success is None else _int(last_success, "last_success_ns"),
         last_run=last_run,
+        history=valid_history(header.get("history")),
     )
     if version >= 2:
         cp.listed_ns = _int(header["listed_ns"], "listed_ns")
@@ -219,27 +263,16 @@ def _decode(data: bytes, hlen: int, version: int, now_ns: int | None) -> Checkpo
         cp.list_rv, cp.scope = header["list_rv"], header["scope"]
         if not isinstance(cp.list_rv, str) or not isinstance(cp.scope, str):
             raise ValueError("list_rv or scope is not a string")
-    newest_s = base_s - (min(offsets) if n else 0)
-    oldest_s = base_s - (max(offsets) if n else 0)
-    if checked:
-        newest_s = max(newest_s, max(t for _, _, t in checked))
-        oldest_s = min(oldest_s, min(t for _, _, t in checked))
-    if (n or checked) and not (0 <= oldest_s and newest_s - oldest_s < 2**32):
-        raise ValueError("ledger times that no checkpoint can hold")  # encode() could not write them back
-    if now_ns is not None:
-        _check_times(cp, now_ns, oldest_s if n or checked else None, newest_s if n or checked else None)
-    for what, value in (("a time", cp.watermark_ns), ("a time", cp.prune_horizon_ns), ("a time", cp.listed_ns),
-                        ("a time", cp.scope_since_ns), ("a time", cp.last_success_ns or 0)):
-        if not 0 <= value < 2**63:
-            raise ValueError(f"{what} outside the int64 nanoseconds a checkpoint holds")
-    ledger = dict(zip(_canonical_uids(raw, n), _entries(counts, offsets, base_s), strict=True))
-    del raw
-    for uid, count, t_s in checked:
-        ledger[uid] = (count, t_s)
-    if version == 1:
-        _upgrade_v1(cp, ledger, now_ns)
-    cp.ledger = ledger
     return cp
+
+
+def valid_history(history: Any) -> list[list[int]]:
+    """The last HISTORY_RUNS well-formed records of ``history``; anything else is left out, never an error."""
+    if not isinstance(history, list):
+        return []
+    return [list(r) for r in history[-HISTORY_RUNS:]
+            if isinstance(r, list) and 0 < len(r) <= HISTORY_FIELDS
+            and all(type(v) is int and 0 <= v < 2**63 for v in r)]
 
 
 def _check_times(cp: Checkpoint, now_ns: int, oldest_s: int | None, newest_s: int | None) -> None:

@@ -162,3 +162,168 @@ def test_watch_cache_mode_costs_etcd_nothing_on_1_34_and_one_version_request() -
     assert etcd["etcd_reads_per_run"] == {"before_1_34": 200, "from_1_34": 1}
     assert cache["etcd_reads_per_run"] == {"before_1_34": 200, "from_1_34": 0}
     assert cache["api_requests_per_run"] == etcd["api_requests_per_run"] + 1
+
+
+# --- plan --from-cluster: against the API test server, with a seeded checkpoint history -------------
+
+RUN_GAP_S = 600
+NEW = [400, 50, 60, 40, 70, 80]  # the first run shipped the backlog; its shipments are before the history
+CPU_MS = [900, 300, 320, 280, 350, 310]
+DURATION_MS = [1200, 400, 450, 380, 500, 420]
+
+
+def history_row(i: int, *, new: int, cpu_ms: int, duration_ms: int, ledger: int, gap_s: int = RUN_GAP_S) -> list[int]:
+    # FIELDS: end_s duration_ms cpu_ms listed new duplicates filtered list_bytes ledger delay_p50_s delay_p95_s
+    return [1_790_000_000 + i * gap_s, duration_ms, cpu_ms, 30, new, 30 - new % 30, 0, 30 * 1000, ledger,
+            100 + i, 300 + 10 * i]
+
+
+def seed_cluster(h: Any, history: list[list[int]], ledger_entries: int = 100) -> bytes:
+    from tests.test_ledger import put_checkpoint
+
+    rng = random.Random(7)
+    now_s = int(NOW.timestamp())
+    ledger = {str(uuid.UUID(int=rng.getrandbits(128), version=4)): (1, now_s - rng.randrange(3600))
+              for _ in range(ledger_entries)}
+    data = encode(Checkpoint(ledger=ledger, last_success_ns=now_s * 10**9, history=history))
+    put_checkpoint(h, data)
+    from tests.conftest import legacy_event
+
+    for i in range(30):  # 10 of them repeated: count 3
+        h.kube.put_event(legacy_event(f"e-{i}.{i:x}", ns=("busy", "busy", "calm")[i % 3], count=3 if i < 10 else 1,
+                                      reason="BackOff" if i % 3 == 0 else "Pulled"))
+    return data
+
+
+def from_cluster(h: Any, *extra: str) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    deps = Deps(stdout=out, stderr=err, clock=Clock(now=lambda: NOW))
+    code = main(["plan", "--from-cluster", "--kubeconfig", h.kubeconfig, *extra], env={}, deps=deps)
+    assert not err.getvalue() or code, err.getvalue()
+    return code, out.getvalue()
+
+
+def test_from_cluster_derives_every_measured_figure_from_the_history_and_the_list(h: Any) -> None:
+    rows = [history_row(i, new=n, cpu_ms=c, duration_ms=d, ledger=100) for i, (n, c, d)
+            in enumerate(zip(NEW, CPU_MS, DURATION_MS, strict=True))]
+    data = seed_cluster(h, rows)
+    code, out = from_cluster(h, "--output", "json")
+    got = json.loads(out)
+    m, hist = got["measured"], got["measured"]["history"]
+    assert code == 0 and got["configured"] == "*/10 * * * *"
+    span_h = 5 * RUN_GAP_S / 3600
+    assert hist["new_per_hour"] == pytest.approx(sum(NEW[1:]) / span_h)  # 300 over 50 minutes: 360/h
+    assert hist["cpu_s_per_run"] == pytest.approx(0.315) and hist["run_s"] == pytest.approx(0.435)
+    assert (hist["delay_p50_s"], hist["delay_p95_s"]) == (102.5, 325)  # the medians of 100..105 and 300..350
+    assert m["events_held"] == 30 and m["own_events_held"] == 0
+    assert m["repeat_share"] == pytest.approx(20 / 50)  # 10 Events at count 3: 20 repeats of 50 occurrences
+    assert m["busiest_namespaces"] == [["busy", 20], ["calm", 10]]
+    assert m["busiest_reasons"] == [["Pulled", 20], ["BackOff", 10]]
+    assert m["ledger_entries"] == 100 and m["checkpoint_bytes"] == len(data)
+    assert [p["schedule"] for p in got["plans"]] == list(model.COMPARED)
+    by = {p["schedule"]: p for p in got["plans"]}
+    ten = by["*/10 * * * *"]
+    assert ten["new_per_run"] == pytest.approx(360 * 600 / 3600)  # 60
+    # The median run's CPU, moved by the new occurrences this schedule ships instead of the median run's 65.
+    assert ten["cpu_s_per_run"] == pytest.approx(0.315 + (60 - 65) * model.CPU_S_PER_NEW_EVENT)
+    # The held Events are listed, the job's own re-counted for each schedule: 9 a run, one TTL's worth.
+    assert ten["listed_per_run"] == pytest.approx(30 + 9 * 6)
+    assert by["*/5 * * * *"]["listed_per_run"] == pytest.approx(30 + 9 * 12)
+    assert ten["own"]["events_per_day"] == 9 * 144 and ten["own"]["api_writes_per_day"] == 15 * 144
+    assert ten["ledger_capacity"] == int((model.CONFIGMAP_LIMIT - model.CONFIGMAP_HEADROOM) / (len(data) / 100))
+    # The default activeDeadlineSeconds (540 s) is longer than */5's interval.
+    assert [p["ok"] for p in got["plans"]] == [False, True, True, True]
+
+
+def test_from_cluster_text_shows_the_measured_figures_and_the_schedules_side_by_side(h: Any) -> None:
+    seed_cluster(h, [history_row(i, new=n, cpu_ms=300, duration_ms=400, ledger=100) for i, n in enumerate(NEW)])
+    code, out = from_cluster(h, "--schedule", "*/20 * * * *", "--active-deadline", "240s")
+    assert code == 0
+    assert row(out, "new occurrences") == "360/h"
+    assert row(out, "delay to Loki") == "median 102 s, p95 325 s (measured)"
+    header = row(out, "schedule").split()
+    assert header == ["*/5", "*", "*", "*", "*", "*/10", "*", "*", "*", "*", "*/15", "*", "*", "*", "*", "*/30",
+                      "*", "*", "*", "*", "*/20", "*", "*", "*", "*", "(configured)"]
+    assert row(out, "runs per day").split() == ["288", "144", "96", "48", "72"]
+    assert row(out, "verdict").split() == ["OK"] * 5
+
+
+def test_from_cluster_is_not_ok_where_a_measured_run_overlaps_the_next(h: Any) -> None:
+    slow = [history_row(i, new=60, cpu_ms=300, duration_ms=d, ledger=100) for i, d in enumerate([400, 420, 360_000])]
+    seed_cluster(h, slow)
+    code, out = from_cluster(h, "--active-deadline", "200s")
+    assert code == 0  # */10: a 360 s run fits its 600 s gap
+    assert row(out, "verdict").split() == ["NOT", "OK", "OK", "OK", "OK"]
+    assert "NOT OK */5 * * * *: a run took 360s, not less than the shortest interval (300s)" in out
+    code, _ = from_cluster(h, "--active-deadline", "200s", "--schedule", "*/5 * * * *")
+    assert code == 1
+
+
+def test_from_cluster_is_not_ok_where_the_ledgers_growth_would_fill_the_configmap(h: Any) -> None:
+    # 4,000 entries recorded in four minutes: 60,000 an hour, for the TTL and margin it can keep growing.
+    growing = [history_row(i, new=1000, cpu_ms=300, duration_ms=400, ledger=1000 * i, gap_s=60) for i in range(5)]
+    data = seed_cluster(h, growing, ledger_entries=4000)
+    code, out = from_cluster(h, "--output", "json")
+    got = json.loads(out)
+    assert code == 1
+    projected = 4000 + 60_000 * (3600 + PRUNE_MARGIN_S) / 3600
+    capacity = int((model.CONFIGMAP_LIMIT - model.CONFIGMAP_HEADROOM) / (len(data) / 4000))
+    for p in got["plans"]:
+        assert p["ledger_entries"] == pytest.approx(projected) and p["ledger_capacity"] == capacity
+        assert not p["ok"] and any("the store would fill" in r for r in p["problems"])
+
+
+def test_each_run_records_its_cpu_and_measured_delay_and_status_shows_the_recent_runs(h: Any) -> None:
+    from tests.conftest import STATE, legacy_event, now
+
+    ran_at = now()
+    for i in range(4):  # occurred 2 minutes before the push (the injected clock stands still in a run)
+        h.kube.put_event(legacy_event(f"a-{i}.{i}", last=ran_at - dt.timedelta(seconds=120 + 60 * i)))
+    assert h.run(clock=lambda: ran_at) == 0
+    h.kube.put_event(legacy_event("late.1", last=ran_at))
+    later = ran_at + dt.timedelta(minutes=10)
+    assert h.run(clock=lambda: later) == 0
+    raw = ["status", "--kubeconfig", h.kubeconfig, "--state", STATE]
+    assert h.run(raw=[*raw, "--output", "json"], clock=lambda: later) == 0
+    info = json.loads(h.stdout)
+    last = info["last_run"]
+    assert last["cpu_s"] > 0 and (last["delay_p50_s"], last["delay_p95_s"]) == (600, 600)
+    assert "resource_version" not in last  # the floor lives in the checkpoint's list_rv alone
+    recent = info["recent_runs"]
+    # Run 1: delays 120, 180, 240, 300 s: median (nearest rank) 180, p95 300. Run 2: one at 600 s.
+    assert recent["runs"] == 2 and recent["new_per_hour"] == pytest.approx(1 / (10 / 60))
+    assert recent["delay_p50_s"] == (180 + 600) / 2 and recent["delay_p95_s"] == (300 + 600) / 2
+    assert h.run(raw=raw, clock=lambda: later) == 0
+    assert row(h.stdout, "delay to Loki").startswith("median 390 s, p95 450 s")
+    assert row(h.stdout, "ledger") == "5 entries"
+
+
+@pytest.mark.parametrize("schedule", model.COMPARED)
+@pytest.mark.parametrize("start", [NOW, NOW + dt.timedelta(minutes=7), NOW + dt.timedelta(hours=5, minutes=30)])
+def test_the_compared_schedules_run_exactly_when_croniter_says(schedule: str, start: dt.datetime) -> None:
+    from croniter import croniter
+
+    times = model.run_times(schedule, start, dt.timedelta(days=1))
+    it = croniter(schedule, start)
+    expected = [it.get_next(dt.datetime)]
+    while len(expected) < 2 or expected[-1] < start + dt.timedelta(days=1):
+        expected.append(it.get_next(dt.datetime))
+    assert times == expected
+
+
+def test_status_text_says_no_checkpoint_yet_and_plan_from_cluster_plans_from_the_list_alone(h: Any) -> None:
+    from tests.conftest import STATE, legacy_event
+
+    assert h.run(raw=["status", "--kubeconfig", h.kubeconfig, "--state", STATE]) == 0
+    assert row(h.stdout, "checkpoint").endswith(": none yet")
+    for i in range(12):
+        h.kube.put_event(legacy_event(f"e-{i}.{i:x}"))
+    code, out = from_cluster(h, "--output", "json")
+    got = json.loads(out)
+    assert code == 0 and got["measured"]["history"] == {} and got["measured"]["events_held"] == 12
+    # No runs recorded: the rate is what the API server holds over one TTL, the CPU the benchmark's model.
+    ten = got["plans"][1]
+    assert ten["events_per_hour"] == 12 and ten["new_per_run"] == pytest.approx(2)
+    listed = 12 + 9 * 6
+    assert ten["cpu_s_per_run"] == pytest.approx(model.CPU_S_PER_RUN + listed * model.CPU_S_PER_EVENT
+                                                 + 2 * model.CPU_S_PER_NEW_EVENT)

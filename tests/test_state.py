@@ -34,6 +34,47 @@ def test_checkpoint_round_trips_every_field() -> None:
     assert decode(encode(cp), "x") == cp
 
 
+def test_the_run_history_round_trips_and_stays_a_few_hundred_bytes() -> None:
+    from job.history import FIELDS
+    from state.base import HISTORY_RUNS
+
+    runs = [[2**40 + i, 999_999, 999_999, 99_999, 99_999, 99_999, 0, 99_999_999, 99_999, 3600, 3600][:len(FIELDS)]
+            for i in range(HISTORY_RUNS)]
+    cp = Checkpoint(ledger=ledger_of(10), history=runs)
+    assert decode(encode(cp), "x").history == runs
+    assert len(encode(cp)) - len(encode(Checkpoint(ledger=ledger_of(10)))) < 800
+
+
+@pytest.mark.parametrize("history", [
+    "not a list", [[1, 2], "a run"], [[1, True]], [[-1]], [[2**63]], [[1.5]], [[]], [list(range(13))],
+    [[i] for i in range(100)],
+], ids=["string", "a string run", "bool", "negative", "int64-overflow", "float", "empty-run", "too-long-run",
+        "too-many-runs"])
+def test_a_damaged_history_never_fails_the_checkpoint_it_is_dropped_to_its_valid_runs(history: Any) -> None:
+    from state.base import HISTORY_RUNS
+    from tests.test_ledger import patch_header
+
+    cp = Checkpoint(ledger=ledger_of(10), last_run={"new": 3})
+    got = decode(patch_header(encode(cp), history=history), "x")
+    assert got.ledger == cp.ledger and got.last_run == cp.last_run
+    valid = [r for r in history if isinstance(r, list) and r and all(type(v) is int and 0 <= v < 2**63 for v in r)
+             and len(r) <= 12] if isinstance(history, list) else []
+    assert got.history == valid[-HISTORY_RUNS:]
+
+
+def test_a_v2_checkpoint_written_before_the_history_reads_with_none() -> None:
+    import json
+    import struct
+
+    data = encode(Checkpoint(ledger=ledger_of(10), history=[[1, 2]]))
+    _, version, hlen = struct.unpack_from(">4sBI", data)
+    header = json.loads(data[9 : 9 + hlen])
+    del header["history"]
+    head = json.dumps(header).encode()
+    old = struct.pack(">4sBI", b"LESC", version, len(head)) + head + data[9 + hlen :]
+    assert version == 2 and decode(old, "x").history == [] and decode(old, "x").ledger == ledger_of(10)
+
+
 def test_checkpoint_round_trips_across_uid_chunks_with_odd_uids_anywhere() -> None:
     """The encoder converts uids a chunk at a time: entries on every side of a chunk boundary, and a
     non-canonical uid sorted into a later chunk, come back exactly (the decoder builds the strings
