@@ -25,6 +25,9 @@ TIMEOUT_S = 10.0  # a hung push must not keep the pod (and its Lease) alive
 # name, help, the Summary fields it sums; pushed only when the run reports them (Summary.figures).
 GAUGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("run_duration_seconds", "Duration of the last run", ("duration_s",)),
+    ("run_cpu_seconds", "CPU time of the last run's process, start-up included", ("cpu_s",)),
+    ("delay_p50_seconds", "Median time from an occurrence to its push, over the last run's", ("delay_p50_s",)),
+    ("delay_p95_seconds", "95th percentile of the time from an occurrence to its push", ("delay_p95_s",)),
     ("last_run_exit_code", "Exit code of the last run (0 = ok or skipped)", ("exit_code",)),
     ("events_listed", "Events listed by the last run", ("listed",)),
     ("events_shipped", "New event occurrences pushed to Loki by the last run", ("new",)),

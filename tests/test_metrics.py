@@ -67,7 +67,8 @@ def config(url: str, *extra: str) -> Config:
 
 SUMMARY = Summary(listed=120, new=7, duplicates=100, filtered=5, out_of_window=3, before_horizon=2, rejected=1,
                   gap_seconds=30, ledger=900, duration_s=1.25, pages=1, checkpoint_bytes=15_000,
-                  checkpoint_limit_bytes=1_048_576, outcome="ok", cause="ok")
+                  checkpoint_limit_bytes=1_048_576, cpu_s=0.5, delay_p50_s=42.0, delay_p95_s=300.0,
+                  outcome="ok", cause="ok")
 FAILED = replace(SUMMARY, outcome="failed", cause="loki", exit_code=1)
 
 
@@ -81,6 +82,9 @@ def test_a_successful_run_replaces_the_group_with_every_metric(gateway: Gateway)
     assert values.pop("loki_event_sync_last_run_timestamp_seconds") > 1.7e9
     assert values == {
         "loki_event_sync_run_duration_seconds": 1.25,
+        "loki_event_sync_run_cpu_seconds": 0.5,
+        "loki_event_sync_delay_p50_seconds": 42.0,
+        "loki_event_sync_delay_p95_seconds": 300.0,
         "loki_event_sync_events_listed": 120,
         "loki_event_sync_events_shipped": 7,
         "loki_event_sync_events_skipped": 110,  # duplicates + filtered + out of window + before horizon
