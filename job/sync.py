@@ -24,7 +24,7 @@ from job.selection import hour_bucket, list_scope, log_clock_skew, log_malformed
 from job.source import pages
 from job.summary import Summary
 from job.tenants import router_for
-from state import Store
+from state import Checkpoint, Store
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +68,49 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     ledger = Ledger(cp, ttl_s=cfg.event_ttl, now_ns=now_ns, since_ns=since_ns, until_ns=until_ns,
                     replay=backfill, api_list=not cfg.from_file,
                     scope=list_scope(cfg.field_selector, ",".join(cfg.event_namespaces)))
+    # The last complete list's resourceVersion: a watch-cache list must be at least that new.
+    listing = Listing(not_older_than=cp.list_rv)
+    batches = _ship(cfg, deps, conn, cp, ledger, listing, existed and not backfill, started, backfill, now_ns, s)
+    s.resource_version, s.list_complete = listing.resource_version, listing.complete
+    s.list_requests, s.list_bytes = listing.requests, listing.bytes
+    log_malformed_total(s)
+    log_clock_skew(s)
+    # Only a list read to its end, and not older than the last run's, says what was deleted.
+    ledger.list_rv = listing.resource_version or ledger.list_rv
+    s.pruned = ledger.finish(complete=listing.complete and not cfg.from_file)
+    checkpointing.advance_list_rv(cp, listing.resource_version)
+    s.ledger = len(cp.ledger)
+    s.watermark = rfc3339(cp.watermark_ns)
+    s.duration_s = round(deps.clock.monotonic() - started, 3)  # for the history; main() sets the summary's
+    s.cpu_s = round(history.cpu_s(), 3)
+    if cfg.dry_run:
+        log.info("**DRY-RUN**: would push %d lines in %d requests; nothing was written", s.lines, batches)
+        return 0
+    if lease is not None and not lease.still_held():
+        raise RunFailed(f"{lease.where} was lost during the run; not saving the checkpoint "
+                        "(the next run re-sends, and Loki drops the duplicates)", "lease-lost")
+    cp.last_success_ns = to_ns(deps.clock.now())
+    cp.last_run = s.last_run()
+    history.record(cp, s, cp.last_success_ns)
+    data = checkpointing.fit(cp, ledger, store, s)
+    store.save(data, version)
+    s.checkpoint_bytes, s.checkpoint_limit_bytes = len(data), store.max_bytes or 0
+    return 0
+
+
+def _ship(cfg: Config, deps: Deps, conn: Connections, cp: Checkpoint, ledger: Ledger, listing: Listing,
+          check_gap: bool, started: float, backfill: bool, now_ns: int, s: Summary) -> int:
+    """List, select and push every new occurrence (after a gap marker, if ``check_gap`` finds the
+    last success older than the TTL); returns the batches pushed. The counts reach ``s`` on every
+    ending: the pusher is closed, and its stats read, in the finally."""
     fmt = Formatter(label_style=cfg.label_style, line_format=cfg.line_format, cluster=cfg.cluster,
                     max_line_bytes=cfg.max_line_bytes, structured_metadata=cfg.structured_metadata)
     pusher = pusher_for(cfg, deps)
     route = router_for(cfg, conn.api, deps.redactor)
-    # The last complete list's resourceVersion: a watch-cache list must be at least that new.
-    listing = Listing(not_older_than=cp.list_rv)
     filters = replace(cfg.filters, own=OwnEvents(conn.namespace(), cfg.cronjob_name, cfg.pod_name, cfg.own_events))
     stamps = array("q")  # each shipped occurrence's time, for the run's measured delay
     try:
-        if existed and not backfill:
+        if check_gap:
             s.gap_seconds = gap.gap_seconds(cp, cfg, now_ns)
             if s.gap_seconds:
                 gap.warn(cp, now_ns, s.gap_seconds)
@@ -105,34 +138,9 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
             progress.done()
     finally:
         pusher.close()
-        st = pusher.stats
-        st.count_into(s)
+        pusher.stats.count_into(s)
         s.truncated = fmt.truncated
-    s.resource_version, s.list_complete = listing.resource_version, listing.complete
-    s.list_requests, s.list_bytes = listing.requests, listing.bytes
-    log_malformed_total(s)
-    log_clock_skew(s)
-    # Only a list read to its end, and not older than the last run's, says what was deleted.
-    ledger.list_rv = listing.resource_version or ledger.list_rv
-    s.pruned = ledger.finish(complete=listing.complete and not cfg.from_file)
-    checkpointing.advance_list_rv(cp, listing.resource_version)
-    s.ledger = len(cp.ledger)
-    s.watermark = rfc3339(cp.watermark_ns)
-    s.duration_s = round(deps.clock.monotonic() - started, 3)  # for the history; main() sets the summary's
-    s.cpu_s = round(history.cpu_s(), 3)
-    if cfg.dry_run:
-        log.info("**DRY-RUN**: would push %d lines in %d requests; nothing was written", s.lines, st.batches)
-        return 0
-    if lease is not None and not lease.still_held():
-        raise RunFailed(f"{lease.where} was lost during the run; not saving the checkpoint "
-                        "(the next run re-sends, and Loki drops the duplicates)", "lease-lost")
-    cp.last_success_ns = to_ns(deps.clock.now())
-    cp.last_run = s.last_run()
-    history.record(cp, s, cp.last_success_ns)
-    data = checkpointing.fit(cp, ledger, store, s)
-    store.save(data, version)
-    s.checkpoint_bytes, s.checkpoint_limit_bytes = len(data), store.max_bytes or 0
-    return 0
+    return pusher.stats.batches
 
 
 def _check_deadline(cfg: Config, deps: Deps, started: float) -> None:
