@@ -23,11 +23,9 @@ import logging
 import threading
 from typing import Any, Callable
 
-from kubernetes.client import ApiClient, CoordinationV1Api
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from job.kube import KubeError, explain, is_status, read_object
+from job.kube import ApiClient, ApiException, CoordinationV1Api, KubeError, explain, is_status, read_object
 
 log = logging.getLogger(__name__)
 SKEW_S = 5.0
