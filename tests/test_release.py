@@ -293,10 +293,7 @@ def test_release_publishes_install_yaml_pinned_by_tag_and_digest_and_the_dashboa
 
 
 def test_the_dashboard_json_the_release_attaches_is_a_grafana_dashboard() -> None:
-    path = ROOT / DASHBOARD_JSON
-    if not path.exists():
-        pytest.skip(f"{DASHBOARD_JSON} is not in this tree yet (the dashboard change adds it)")
-    board = json.loads(path.read_text(encoding="utf-8"))
+    board = json.loads((ROOT / DASHBOARD_JSON).read_text(encoding="utf-8"))
     assert board.get("uid") and board.get("panels") is not None
 
 
