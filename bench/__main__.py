@@ -161,18 +161,11 @@ def run_job(api: Any, loki_url: str, kubeconfig: str, state: str, extra: list[st
 
 
 _FLOOR = """
-import json, sys, time, urllib3
+import sys, time
+from bench.pages import list_pages
 url, page = sys.argv[1], int(sys.argv[2])
-pool = urllib3.PoolManager()
 t0 = time.perf_counter()
-token, n = "", 0
-while True:
-    fields = {"limit": page, **({"continue": token} if token else {})}
-    doc = json.loads(pool.request("GET", url + "/api/v1/events", fields=fields).data)
-    n += len(doc["items"])
-    token = doc["metadata"].get("continue", "")
-    if not token:
-        break
+n = sum(len(doc["items"]) for _, _, doc in list_pages(url, page))
 print(n / (time.perf_counter() - t0))
 """
 

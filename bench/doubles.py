@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.pages import list_pages
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_EVENT = ROOT / "tests" / "data" / "example-event.json"
 JSON_GZIP = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
@@ -37,17 +39,8 @@ def list_all(url: str, token: str, limit: int) -> list[str]:
     """Every event name a paginated cluster-wide list returns, over one keep-alive connection."""
     import urllib3
 
-    pool = urllib3.PoolManager(maxsize=1)
-    headers = {"Authorization": f"Bearer {token}"}
-    names: list[str] = []
-    cont = ""
-    while True:
-        page = json.loads(pool.request("GET", f"{url}/api/v1/events?limit={limit}"
-                                       + (f"&continue={cont}" if cont else ""), headers=headers).data)
-        names += [item["metadata"]["name"] for item in page["items"]]
-        cont = page["metadata"].get("continue", "")
-        if not cont:
-            return names
+    pages = list_pages(url, limit, pool=urllib3.PoolManager(maxsize=1), headers={"Authorization": f"Bearer {token}"})
+    return [item["metadata"]["name"] for _, _, doc in pages for item in doc["items"]]
 
 
 def batches(count: int, entries: int, start_ns: int) -> list[bytes]:

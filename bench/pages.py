@@ -17,6 +17,7 @@ import http.client
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -25,18 +26,25 @@ from urllib.parse import parse_qs, urlsplit
 import urllib3
 
 
-def fetch_pages(base_url: str, limit: int, query: str = "") -> dict[str, bytes]:
-    """Every page of a cluster-wide event list, keyed by the continue token that asks for it."""
-    pool = urllib3.PoolManager()
-    pages: dict[str, bytes] = {}
+def list_pages(base_url: str, limit: int, query: str = "", *, pool: urllib3.PoolManager | None = None,
+               headers: dict[str, str] | None = None) -> Iterator[tuple[str, bytes, dict[str, Any]]]:
+    """Each page of a cluster-wide event list as (the continue token that asked for it, its bytes, the
+    page parsed): the benchmark's one way of paging through the API, following continue tokens."""
+    pool = pool or urllib3.PoolManager()
     token = ""
     while True:
         fields: dict[str, Any] = {"limit": limit, **({"continue": token} if token else {})}
-        data = pool.request("GET", f"{base_url}/api/v1/events{query}", fields=fields).data
-        pages[token] = data
-        token = json.loads(data)["metadata"].get("continue") or ""
+        data = pool.request("GET", f"{base_url}/api/v1/events{query}", fields=fields, headers=headers).data
+        doc = json.loads(data)
+        yield token, data, doc
+        token = doc["metadata"].get("continue") or ""
         if not token:
-            return pages
+            return
+
+
+def fetch_pages(base_url: str, limit: int, query: str = "") -> dict[str, bytes]:
+    """Every page of a cluster-wide event list, keyed by the continue token that asks for it."""
+    return {token: data for token, data, _ in list_pages(base_url, limit, query)}
 
 
 class _Server(ThreadingHTTPServer):

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from itertools import filterfalse, islice
 from typing import NamedTuple
 
@@ -166,7 +167,7 @@ class Ledger:
         # count (most counts are 1): a tuple per entry was 56 bytes of the ledger's memory each.
         self._records: dict[int, tuple[int, int]] = {}
         self._created: dict[str, int] = {}
-        # loki_time's bounds that do not depend on the event.
+        # The plausible-time bounds that do not depend on the event.
         self._lo_listed = self.listed_ns - BEHIND_LIST_NS if self.listed_ns else 0
         self._latest_ns = now_ns + AHEAD_NS
 
@@ -197,14 +198,14 @@ class Ledger:
         if prev is None and not self.replay and c_ns and c_ns < self.horizon_ns:
             # Created before entries were dropped for size: it may be one of them, so never re-ship.
             return BEFORE_HORIZON
-        # loki_time's plausible case, inline: it is nearly every event, and a call costs as much.
+        # The Loki timestamp: the event's own time when plausible (nearly every event, so inline), else _skewed.
         lo = c_ns - BEHIND_CREATED_NS if c_ns else 0
         if lo < self._lo_listed:
             lo = self._lo_listed
         if lo <= t_ns <= self._latest_ns:
             ts, skew = t_ns, NO_LABELS
         else:
-            ts, skew = self.loki_time(t_ns, c_ns)
+            ts, skew = self._skewed(c_ns)
         if ts < self.since_ns or (self.until_ns and ts >= self.until_ns):
             return OUT_OF_WINDOW
         shipped = prev[0] if prev is not None else 0
@@ -226,13 +227,10 @@ class Ledger:
         record = self._records[n] = (n, self.now_s)
         return record
 
-    def loki_time(self, t_ns: int, c_ns: int) -> tuple[int, Labels]:
-        """The Loki timestamp of an occurrence and, if its own time is implausible, its skew label."""
-        lo = max(c_ns - BEHIND_CREATED_NS if c_ns else 0, self.listed_ns - BEHIND_LIST_NS if self.listed_ns else 0)
-        if lo <= t_ns <= self.now_ns + AHEAD_NS:
-            return t_ns, NO_LABELS
+    def _skewed(self, c_ns: int) -> tuple[int, Labels]:
+        """An implausible occurrence time: stamped at its creation or the last list, never too new, and labelled."""
         base = max(c_ns, self.listed_ns) or self.now_ns
-        base = min(base, self.now_ns + AHEAD_NS)  # an API server clock ahead of ours: still not too new
+        base = min(base, self._latest_ns)  # an API server clock ahead of ours: still not too new
         return base, (("clock_skew", hour_bucket(base)),)
 
     def finish(self, *, complete: bool) -> int:
@@ -246,18 +244,11 @@ class Ledger:
                 cp.scope_since_ns = self.now_ns
                 cp.prune_horizon_ns = 0
             cp.scope = self.scope
-        ledger, seen = cp.ledger, self.seen
-        since_s = cp.scope_since_ns // NS
-        gone = list(filterfalse(seen.__contains__, islice(ledger, self._loaded)))
+        ledger, since_s = cp.ledger, cp.scope_since_ns // NS
+        gone = list(filterfalse(self.seen.__contains__, islice(ledger, self._loaded)))
         if since_s:
-            # Entries recorded under an older scope: absence says nothing; the job's clock decides.
             expired_s = self.now_s - int(self.ttl_s) - OUT_OF_SCOPE_MARGIN_S
-            # (Recorded in the very second of the change is "before": the safe side.)
-            gone = [u for u in gone if not (expired_s <= ledger[u][1] <= since_s)]
-            for uid in seen:
-                entry = ledger.get(uid)
-                if entry is not None and entry[1] <= since_s:
-                    ledger[uid] = self._records.get(entry[0]) or self._record(entry[0])  # now in the new scope
+            gone = _rescope(ledger, self.seen, gone, since_s, expired_s, self._record)
         for uid in gone:
             del ledger[uid]
         if since_s and all(t > since_s for _, t in ledger.values()):
@@ -283,6 +274,22 @@ class Ledger:
         horizon_s = min(cutoff_s + 1 + SKEW_S, listed_s - SKEW_S)
         self.cp.prune_horizon_ns = max(self.cp.prune_horizon_ns, horizon_s * NS)
         return len(old)
+
+
+def _rescope(ledger: dict[str, tuple[int, int]], seen: set[str], gone: list[str], since_s: int, expired_s: int,
+             record: Callable[[int], tuple[int, int]]) -> list[str]:
+    """After a scope change: of the loaded entries the list left out, those it shows deleted.
+
+    An entry recorded under the older scope (at or before ``since_s``; in the very second of the
+    change counts as before, the safe side) may be absent only because of the scope: its absence
+    says nothing, and the job's clock decides (forgotten once recorded before ``expired_s``). A
+    listed one recorded then is recorded anew (``record``), now under the current scope.
+    """
+    for uid in seen:
+        entry = ledger.get(uid)
+        if entry is not None and entry[1] <= since_s:
+            ledger[uid] = record(entry[0])
+    return [u for u in gone if not (expired_s <= ledger[u][1] <= since_s)]
 
 
 def _older(rv: str, than: str) -> bool:

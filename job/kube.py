@@ -87,6 +87,14 @@ _NAMES = {**{f"kubernetes.client.{k}": v for k, v in _CLIENT_NAMES.items()},
           **{f"kubernetes.config.{k}": v for k, v in _CONFIG_NAMES.items()}}
 
 
+# Serialises turning a lazy package into the real one: the lister thread and the run's thread may
+# both reach an unmapped name, and a second thread must wait for the first's __init__, not read a
+# half-run package. Re-entrant: a package's __init__ imports its lazy subpackages.
+_SWAP = threading.RLock()
+_REALISING: set[str] = set()  # packages whose __init__ runs now (under _SWAP, so in this thread)
+_MISSING = object()
+
+
 class _LazyPackage(types.ModuleType):
     """A package whose ``__init__`` runs only when a name is asked for that no submodule holds."""
 
@@ -97,32 +105,66 @@ class _LazyPackage(types.ModuleType):
             raise AttributeError(name)
         where = _NAMES.get(f"{self.__name__}.{name}")
         if where is not None:
-            return getattr(importlib.import_module(where), name)
-        sub = f"{self.__name__}.{name}"
-        if importlib.util.find_spec(sub) is not None:
-            return importlib.import_module(sub)
-        # Anything else: become the real package, exactly as a plain import would have made it.
-        self.__class__ = types.ModuleType  # type: ignore[assignment]
-        spec = self.__spec__
-        assert spec is not None and spec.loader is not None
-        spec.loader.exec_module(self)
+            found = _from_module(where, name)
+            if found is not _MISSING:
+                return found
+        elif importlib.util.find_spec(f"{self.__name__}.{name}") is not None:
+            return importlib.import_module(f"{self.__name__}.{name}")
+        # Anything else (or a client whose layout moved): become the real package, as a plain import makes it.
+        _make_real(self)
+        if type(self) is _LazyPackage:  # this thread is running its __init__, which has not set the name yet
+            raise AttributeError(name)
         return getattr(self, name)
 
 
+def _from_module(module: str, name: str) -> Any:
+    """``module.name``, or _MISSING when a client release moved or renamed it (the plain import then serves it)."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        log.debug("kubernetes client: %s.%s not where expected; importing it the plain way", module, name)
+        return _MISSING
+
+
+def _make_real(module: types.ModuleType) -> None:
+    """Run a lazy package's ``__init__`` once, whichever thread asks first."""
+    with _SWAP:
+        if type(module) is not _LazyPackage or module.__name__ in _REALISING:
+            return
+        spec = module.__spec__
+        assert spec is not None and spec.loader is not None
+        _REALISING.add(module.__name__)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            _REALISING.discard(module.__name__)
+        module.__class__ = types.ModuleType  # type: ignore[assignment]
+
+
 def lean_kubernetes() -> None:
-    """Register the client's packages as lazy ones, unless something already imported them."""
-    for name in _LAZY_PACKAGES:
-        if name in sys.modules:
-            continue
-        spec = importlib.util.find_spec(name)
-        if spec is None:  # pragma: no cover - the client is a hard dependency
-            raise ImportError(name)
-        module = importlib.util.module_from_spec(spec)
-        module.__class__ = _LazyPackage
-        sys.modules[name] = module
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(sys.modules[parent], child, module)
+    """Register the client's packages as lazy ones, unless something already imported them.
+
+    All or nothing: if any of them cannot be found where this release keeps it, nothing is
+    registered and the client imports the plain way (every model, but working).
+    """
+    with _SWAP:
+        added: list[str] = []
+        for name in _LAZY_PACKAGES:
+            if name in sys.modules:
+                continue
+            spec = importlib.util.find_spec(name)  # its parent is registered (lazy) by now: nothing runs
+            if spec is None:
+                log.debug("kubernetes client: no %s; importing the client the plain way", name)
+                for gone in reversed(added):
+                    del sys.modules[gone]
+                return
+            module = importlib.util.module_from_spec(spec)
+            module.__class__ = _LazyPackage
+            sys.modules[name] = module
+            added.append(name)
+            parent, _, child = name.rpartition(".")
+            if parent:
+                setattr(sys.modules[parent], child, module)
 
 
 class _Lean:
@@ -134,8 +176,9 @@ class _Lean:
 
     def __getattr__(self, name: str) -> Any:
         lean_kubernetes()
-        module = importlib.import_module(self._names.get(name, self._package))
-        value = getattr(module, name)
+        value = _from_module(self._names.get(name, self._package), name)
+        if value is _MISSING:
+            value = getattr(importlib.import_module(self._package), name)
         setattr(self, name, value)  # later uses are a plain attribute read
         return value
 
@@ -433,27 +476,20 @@ def _raw_pages(api: client.ApiClient, call: Callable[..., Any], namespace: str |
     cache snapshots. A server that cannot serve NotOlderThan from its cache in time answers 504
     ResourceVersionTooLarge: this list then falls back to etcd's most recent data.
     """
-    api_ = client.ApiException
     where = f'in namespace "{namespace}"' if namespace else "cluster-wide"
-    token = ""
-    restarts = 0
+    token, rv, source, restarts = "", "", list_from, 0
     seen: set[str] = set()
-    source = list_from
-    rv = ""
     while True:
-        kw: dict[str, Any] = {}
-        if not token and source == "cache":
-            kw["resource_version"] = info.not_older_than or "0"
-            if info.not_older_than:
-                kw["resource_version_match"] = "NotOlderThan"
+        kw: dict[str, Any] = {"resource_version": info.not_older_than or "0"} if not token and source == "cache" else {}
+        if kw and info.not_older_than:
+            kw["resource_version_match"] = "NotOlderThan"
         try:
             info.requests += 1
             resp = call(limit=page_size, _continue=token or None, field_selector=field_selector or None,
                         _preload_content=False, _request_timeout=timeout, **kw)
-        except api_ as exc:
+        except client.ApiException as exc:
             if exc.status == 410 and restarts < 5:
-                restarts += 1
-                info.restarts += 1
+                restarts, info.restarts = restarts + 1, info.restarts + 1
                 log.warning("the event list %s expired mid-way (410); listing again from the start", where)
                 token, rv = "", ""
                 seen.clear()
@@ -463,10 +499,7 @@ def _raw_pages(api: client.ApiClient, call: Callable[..., Any], namespace: str |
                             "listing %s from etcd instead", api_message(exc), where)
                 source = "etcd"
                 continue
-            if exc.status == 403:
-                raise KubeForbidden(_forbidden(exc, namespace)) from None
-            raise KubeError(explain(exc, f'listing events in namespace "{namespace}"' if namespace
-                                    else "listing events")) from None
+            raise _list_failed(exc, namespace) from None
         except HTTPError as exc:
             raise KubeError(f"cannot reach the Kubernetes API at {api.configuration.host}:"
                             f" {type(exc).__name__}") from None
@@ -480,21 +513,31 @@ def _raw_pages(api: client.ApiClient, call: Callable[..., Any], namespace: str |
         if token:
             seen.add(token)
         token = (meta.continue_ if meta else None) or ""
-        if not token:
-            break
         if token in seen:
             raise KubeError(f"the API server returned the same continue token twice while listing events {where}, "
                             "so the list would never end; this is a server or proxy fault: check what sits "
                             "between the job and kube-apiserver")
-    info.served_from.append(source)
-    fresh = True
-    if source == "cache":
-        fresh = _not_older(rv, info.not_older_than)
-        if not fresh and info.not_older_than:
-            log.warning("the watch cache served the events %s at resourceVersion %s, older than the previous "
-                        "run's %s; this run ships what it lists, but does not treat the list as complete",
-                        where, rv or "(none)", info.not_older_than or "(none recorded)")
-    return rv, fresh
+        if not token:
+            info.served_from.append(source)
+            return rv, _fresh(rv, source, where, info)
+
+
+def _fresh(rv: str, source: str, where: str, info: Listing) -> bool:
+    """Whether a list is known to be at least as new as the previous run's (etcd's always is)."""
+    if source != "cache":
+        return True
+    fresh = _not_older(rv, info.not_older_than)
+    if not fresh and info.not_older_than:
+        log.warning("the watch cache served the events %s at resourceVersion %s, older than the previous "
+                    "run's %s; this run ships what it lists, but does not treat the list as complete",
+                    where, rv or "(none)", info.not_older_than or "(none recorded)")
+    return fresh
+
+
+def _list_failed(exc: ApiException, namespace: str | None) -> KubeError:
+    if exc.status == 403:
+        return KubeForbidden(_forbidden(exc, namespace))
+    return KubeError(explain(exc, f'listing events in namespace "{namespace}"' if namespace else "listing events"))
 
 
 def _cache_pages(api: client.ApiClient, timeout: float) -> bool:

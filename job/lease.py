@@ -24,12 +24,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kubernetes.client import ApiClient, CoordinationV1Api
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from job.failure import RunFailed
-from job.kube import KubeError, explain, is_status, read_object
+from job.kube import ApiClient, ApiException, CoordinationV1Api, KubeError, explain, is_status, read_object
 
 log = logging.getLogger(__name__)
 SKEW_S = 5.0

@@ -24,11 +24,9 @@ import base64
 import binascii
 from typing import Any
 
-from kubernetes.client import ApiClient, CoreV1Api
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from job.kube import KubeError, api_message, is_status, read_object
+from job.kube import ApiClient, ApiException, CoreV1Api, KubeError, api_message, is_status, read_object
 from state.base import CheckpointCorrupt, StoreConflict, StoreError
 
 KEY = "checkpoint"

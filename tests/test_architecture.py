@@ -7,6 +7,10 @@
   nothing by chance or by reading a clock: it is the pure part of a run, so the property tests can
   drive it with simulated histories and get exactly what `python -m job run` gets.
 - No module of job/ or state/ does work at import time beyond definitions.
+- No module of job/ or state/ but job/kube.py imports the kubernetes client: they take its names
+  from job.kube, so the lean client (no generated models) holds whichever module is imported first,
+  in a test's process as in `python -m job`. The lean loader falls back to the plain import when
+  the client's layout is not what it expects, and turns a lazy package into the real one once.
 - No file under job/, state/, bench/ or tests/ names a path outside the repository: a clone is
   self-contained.
 
@@ -256,6 +260,98 @@ def test_importing_every_product_module_starts_no_thread_and_configures_no_loggi
     threads, handlers = json.loads(out.stdout)
     assert threads == 1, "a module started a thread at import time"
     assert handlers == 0, "a module configured logging at import time (main() does that)"
+
+
+# --- the kubernetes client comes from job.kube ---------------------------------------------------------
+
+CLIENT_OWNER = "job/kube.py"
+
+
+def test_only_job_kube_imports_the_kubernetes_client() -> None:
+    bad = sorted(f"{p.relative_to(ROOT)}: {m}" for p in _product_modules() if p.relative_to(ROOT).as_posix()
+                 != CLIENT_OWNER for m in imports(p) if _matches(m, ("kubernetes",)))
+    assert not bad, f"import the client's names from job.kube (it keeps the client lean): {bad}"
+
+
+def _python(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+def test_importing_and_building_the_api_side_in_process_loads_none_of_the_generated_models() -> None:
+    """Without job/__main__'s set-up, as tests and `main()` callers have it: the Lease, the ConfigMap store and
+    the lister still use the lean client."""
+    names = [module_name(p) for p in _product_modules()]
+    code = (
+        "import sys; "
+        f"[__import__(m) for m in {names!r}]; "
+        "import job.lease as lease, state.configmap as cm; api = lease.ApiClient(); "
+        "lease.CoordinationV1Api(api); cm.CoreV1Api(api); assert issubclass(cm.ApiException, Exception); "
+        "print(sum(m.startswith('kubernetes.client.models.') for m in sys.modules), "
+        "'kubernetes.client.api.coordination_v1_api' in sys.modules)"
+    )
+    assert _python(code).split() == ["0", "True"]
+
+
+def _moved(name: str, where: str) -> str:
+    return f'kube._CLIENT_NAMES["{name}"] = kube._NAMES["kubernetes.client.{name}"] = "{where}"'
+
+
+_SURPRISES = {
+    "a mapped module renamed": _moved("CoordinationV1Api", "kubernetes.client.api.coordination_v2_api"),
+    "a name moved out of its module": _moved("ApiException", "kubernetes.client.configuration"),
+    "a package missing": 'kube._LAZY_PACKAGES = (*kube._LAZY_PACKAGES, "kubernetes.client.gone")',
+}
+
+
+@pytest.mark.parametrize("surprise", sorted(_SURPRISES))
+def test_a_client_layout_the_lean_loader_does_not_expect_falls_back_to_the_plain_import(surprise: str) -> None:
+    code = (
+        "from job import kube\n"
+        f"{_SURPRISES[surprise]}\n"
+        "from job.kube import ApiClient, ApiException, CoordinationV1Api, CoreV1Api\n"
+        "import kubernetes.client as real\n"
+        "from kubernetes.client.api.coordination_v1_api import CoordinationV1Api as C\n"
+        "from kubernetes.client.exceptions import ApiException as E\n"
+        "assert CoordinationV1Api is C and ApiException is E and CoreV1Api is real.CoreV1Api\n"
+        "assert real.V1ObjectMeta(name='x').name == 'x'\n"
+        "CoordinationV1Api(ApiClient())\n"
+        "print('ok')\n"
+    )
+    assert _python(code) == "ok"
+
+
+def test_threads_that_reach_an_unmapped_name_at_once_all_get_the_real_package_whose_init_ran_once() -> None:
+    """The lister thread and the run's thread can both be first: a second must wait for the real __init__
+    (slowed here to widen the window), not read the package half-run."""
+    code = """
+import sys, threading, time
+from job import kube
+kube.lean_kubernetes()
+package = sys.modules["kubernetes.client"]
+loader, runs = package.__spec__.loader, []
+real_exec = loader.exec_module
+
+def slow_exec(module):
+    runs.append(1)
+    time.sleep(0.2)
+    real_exec(module)
+
+loader.exec_module = slow_exec
+start, got = threading.Barrier(8), []
+
+def use():
+    start.wait()
+    got.append(package.V1ObjectMeta)
+
+threads = [threading.Thread(target=use) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(runs), len(got), len({id(c) for c in got}))
+"""
+    assert _python(code).split() == ["1", "8", "1"]
 
 
 # --- no path outside the repository ----------------------------------------------------------------
