@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from job.checkpointing import fit
+from job.checkpointing import advance_list_rv, fit
 from job.dedupe import NS, Ledger
 from job.summary import Summary
 from state.base import MAGIC, Checkpoint, CheckpointCorrupt, decode, encode
@@ -174,13 +174,24 @@ def test_size_limit_drops_the_entries_recorded_longest_ago_and_never_reships_the
 def test_a_list_older_than_the_checkpoints_forgets_nothing() -> None:
     cp = Checkpoint(ledger={"a": (1, 100), "b": (1, 100)}, list_rv="500", listed_ns=100 * NS)
     ledger = Ledger(cp, ttl_s=3600, now_ns=200 * NS)
-    ledger.list_rv = "400"  # served from a cache that has not seen "b" yet
     ledger.consider("a", 1, 150 * NS)
-    assert ledger.finish(complete=True) == 0 and set(cp.ledger) == {"a", "b"}
+    # served from a cache that has not seen "b" yet
+    assert ledger.finish(complete=True, list_rv="400") == 0 and set(cp.ledger) == {"a", "b"}
     ledger = Ledger(cp, ttl_s=3600, now_ns=300 * NS)
-    ledger.list_rv = "600"
     ledger.consider("a", 1, 150 * NS)
-    assert ledger.finish(complete=True) == 1 and set(cp.ledger) == {"a"} and cp.list_rv == "600"
+    assert ledger.finish(complete=True, list_rv="600") == 1 and set(cp.ledger) == {"a"}
+
+
+def test_the_next_runs_list_floor_only_moves_forward() -> None:
+    cp = Checkpoint(list_rv="500")
+    advance_list_rv(cp, "400")  # a stale cache's list must not lower the floor
+    assert cp.list_rv == "500"
+    advance_list_rv(cp, "")
+    assert cp.list_rv == "500"
+    advance_list_rv(cp, "600")
+    assert cp.list_rv == "600"
+    advance_list_rv(cp, "opaque-rv")  # not an etcd revision: taken as the API allows
+    assert cp.list_rv == "opaque-rv"
 
 
 def test_a_complete_list_forgets_only_loaded_entries_it_did_not_list() -> None:
