@@ -151,7 +151,6 @@ class Ledger:
         # A wider scope can hold uids created long ago that no list offered: the horizon would
         # swallow them. Better that an entry dropped for size ships once more.
         self.horizon_ns = 0 if self.scope_changed else cp.prune_horizon_ns
-        self.list_rv = ""
         # Forgetting by absence only ever concerns the entries loaded with the checkpoint: they are the
         # first ``_loaded`` keys of the dict (insertion order; nothing is deleted before finish), and
         # an entry recorded by this run was listed by it. So ``seen`` holds only loaded uids that were
@@ -233,10 +232,12 @@ class Ledger:
         base = min(base, self._latest_ns)  # an API server clock ahead of ours: still not too new
         return base, (("clock_skew", hour_bucket(base)),)
 
-    def finish(self, *, complete: bool) -> int:
-        """End of the listing. With a complete list, forget every entry it showed deleted."""
+    def finish(self, *, complete: bool, list_rv: str = "") -> int:
+        """End of the listing at resourceVersion ``list_rv``. With a complete list no older than the
+        checkpoint's, forget every entry it showed deleted. (The floor itself, ``cp.list_rv``, is
+        advanced by job/checkpointing.py alone.)"""
         cp = self.cp
-        if not (complete and self.api_list) or _older(self.list_rv, cp.list_rv):
+        if not (complete and self.api_list) or _older(list_rv, cp.list_rv):
             return 0
         self.complete = True
         if cp.scope != self.scope:
@@ -254,7 +255,6 @@ class Ledger:
         if since_s and all(t > since_s for _, t in ledger.values()):
             cp.scope_since_ns = 0  # every entry left was recorded under the current scope
         cp.listed_ns = self.now_ns
-        cp.list_rv = self.list_rv or cp.list_rv
         return len(gone)
 
     def prune_to(self, keep: int) -> int:

@@ -38,8 +38,6 @@ def select(page: Page, ledger: Ledger, filters: Filters, s: Summary) -> Iterator
         # Heads first pays when most of a page is already shipped; when much of the last page
         # shipped, decoding whole is cheaper (tools/ledger_bench.py, docs/ledger.md).
         page = scan_page(page.data) if ledger.ship_share <= _SCAN_BELOW else decode_page(page.data)
-    if page.resource_version:
-        ledger.list_rv = page.resource_version
     scanned = page.heads is not None
     if scanned:
         page = _second_phase(page, ledger, filters, s)

@@ -76,8 +76,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     log_malformed_total(s)
     log_clock_skew(s)
     # Only a list read to its end, and not older than the last run's, says what was deleted.
-    ledger.list_rv = listing.resource_version or ledger.list_rv
-    s.pruned = ledger.finish(complete=listing.complete and not cfg.from_file)
+    s.pruned = ledger.finish(complete=listing.complete and not cfg.from_file, list_rv=listing.resource_version)
     checkpointing.advance_list_rv(cp, listing.resource_version)
     s.ledger = len(cp.ledger)
     s.watermark = rfc3339(cp.watermark_ns)

@@ -1,6 +1,7 @@
 """Shared fixtures: the Kubernetes API test server, the Loki double, and a harness that runs the job."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import json
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,7 +25,11 @@ from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
 
 NAMESPACE = "loki-event-sync"
-STATE = f"configmap://{NAMESPACE}/loki-event-sync-checkpoint"
+LEASE = "loki-event-sync"
+CM = "loki-event-sync-checkpoint"
+STATE = f"configmap://{NAMESPACE}/{CM}"
+CM_PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{CM}"
+LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -160,8 +166,37 @@ class FastClock:
         stop.wait(min(seconds, 0.01))  # still yield, so other threads run as they would while we wait
 
 
+def lease_object(holder: str, renewed: dt.datetime, duration_s: int = 60, **spec: Any) -> dict[str, Any]:
+    """The job's Lease as another holder (or "" once released) left it at ``renewed``."""
+    at = rfc(renewed, micro=True)
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": LEASE, "namespace": NAMESPACE},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration_s, "renewTime": at,
+                     "acquireTime": at, **spec}}
+
+
+def install(api: KubeAPI) -> None:
+    """What the manifests create up front, so the job never needs the create verb: an empty Lease and
+    an empty checkpoint ConfigMap."""
+    api.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                              "metadata": {"name": LEASE, "namespace": NAMESPACE}, "spec": {}})
+    api.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                  "metadata": {"name": CM, "namespace": NAMESPACE}})
+
+
 class Harness:
-    """Runs `python -m job` in-process through main(argv), against the test servers over HTTP."""
+    """Runs `python -m job` in-process through main(argv), against the test servers over HTTP.
+
+    The whole API, in the order a test uses it:
+
+    - arrange: ``seed(n)`` puts n fresh events; ``put_checkpoint(data)`` and ``put_lease(holder, at)``
+      replace the install's ConfigMap and Lease; ``kube`` and ``loki`` are the servers themselves.
+    - act: ``run(command, *flags)`` returns the exit code; ``args()`` is the argv it would use.
+    - read: ``logs()``, ``summary()``, ``errors()``, ``checkpoint_bytes()``, ``shipped()``, ``visible()``;
+      ``clock.sleeps`` holds what the run chose to wait.
+    - assert: ``one_error()`` (exactly one error line and no traceback, returned), ``no_errors()``,
+      ``assert_each_once()`` (every visible (uid, count) is in Loki exactly once).
+    """
 
     def __init__(self, kube: KubeAPI, loki: LokiDouble, tmp: Path) -> None:
         self.kube = kube
@@ -171,6 +206,27 @@ class Harness:
         self.stdout = ""
         self.stderr = ""
         self.runs = 0
+
+    # --- arrange
+
+    def seed(self, n: int, prefix: str = "pod", ns: str | None = None, **fields: Any) -> list[dict[str, Any]]:
+        """n old-recorder events named <prefix>-<i>, spread over ns-0..ns-2 unless ``ns`` is given. A
+        new prefix per batch adds events instead of replacing the last batch's."""
+        return [self.kube.put_event(legacy_event(f"{prefix}-{i}.{i:x}", ns=ns or f"ns-{i % 3}", **fields))
+                for i in range(n)]
+
+    def put_checkpoint(self, data: bytes) -> str:
+        """Replace the checkpoint ConfigMap with one holding ``data``; returns the base64 stored."""
+        blob = base64.b64encode(data).decode()
+        self.kube.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                            "metadata": {"name": CM, "namespace": NAMESPACE},
+                                            "binaryData": {"checkpoint": blob}})
+        return blob
+
+    def put_lease(self, holder: str, renewed: dt.datetime, duration_s: int = 60, **spec: Any) -> None:
+        self.kube.put_object("leases", lease_object(holder, renewed, duration_s, **spec))
+
+    # --- act
 
     def args(self, command: str = "run", *extra: str, state: str = STATE) -> list[str]:
         return [command, "--kubeconfig", self.kubeconfig, "--loki-url", self.loki.url, "--state", state,
@@ -189,6 +245,8 @@ class Harness:
         self.stdout, self.stderr = out.getvalue(), err.getvalue()
         return code
 
+    # --- read
+
     def logs(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
 
@@ -197,6 +255,15 @@ class Harness:
             if "summary" in rec:
                 return rec["summary"]
         raise AssertionError(f"no summary line in:\n{self.stderr}")
+
+    def errors(self) -> list[str]:
+        return [r["msg"] for r in self.logs() if r.get("level") == "error"]
+
+    def checkpoint_bytes(self, ns: str = NAMESPACE) -> bytes | None:
+        """The checkpoint the ConfigMap holds, or None before the first save."""
+        cm = self.kube.get_object("configmaps", ns, CM) or {}
+        blob = (cm.get("binaryData") or {}).get("checkpoint")
+        return base64.b64decode(blob) if blob else None
 
     def shipped(self) -> list[tuple[str, int]]:
         """Every (uid, count) pair Loki holds, with repeats, from the JSON lines."""
@@ -214,15 +281,35 @@ class Harness:
             pairs.add((e["metadata"]["uid"], n))
         return pairs
 
+    # --- assert
+
+    def one_error(self) -> str:
+        """The single error line of a failed run: no traceback anywhere, and (in the default JSON log
+        format) every line of stderr is a JSON record."""
+        errs = self.errors()
+        assert len(errs) == 1, f"expected exactly one error line, got {len(errs)}:\n{self.stderr}"
+        assert "Traceback" not in self.stderr and "Traceback" not in self.stdout
+        assert all(line.startswith("{") for line in self.stderr.splitlines() if line.strip()), self.stderr
+        return errs[0]
+
+    def no_errors(self) -> None:
+        assert self.errors() == [], self.stderr
+        assert "Traceback" not in self.stderr
+
+    def assert_each_once(self, *, rejected_uids: frozenset[str] = frozenset()) -> None:
+        """Every visible (uid, count) is in Loki exactly once, except those of ``rejected_uids``,
+        entries Loki refused as invalid."""
+        shipped = self.shipped()
+        dupes = [p for p, c in Counter(shipped).items() if c > 1]
+        assert not dupes, f"duplicated in Loki: {dupes[:5]}"
+        lost = {p for p in self.visible() if p[0] not in rejected_uids} - set(shipped)
+        assert not lost, f"lost: {sorted(lost)[:5]}"
+
 
 @pytest.fixture
 def kube() -> Iterator[KubeAPI]:
     with KubeAPI() as api:
-        # The manifest creates both up front, so the job never needs the create verb.
-        api.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                  "metadata": {"name": "loki-event-sync", "namespace": NAMESPACE}, "spec": {}})
-        api.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                      "metadata": {"name": "loki-event-sync-checkpoint", "namespace": NAMESPACE}})
+        install(api)
         yield api
 
 

@@ -20,11 +20,10 @@ from typing import Callable
 import pytest
 
 from job.lease import SKEW_S
-from tests.conftest import NAMESPACE, Harness, legacy_event, now, rfc, series_event, wait_for
+from tests.conftest import LEASE_PATH, NAMESPACE, Harness, legacy_event, now, rfc, series_event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ITERATIONS = int(os.environ.get("SOAK_ITERATIONS", "30"))
-LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/loki-event-sync"
 POINTS = ["random", "first-list", "after-push-before-save", "mid-save", "before-release"]
 WRITES = ("PUT", "PATCH")  # a store or the Lease may replace or patch; a kill point must see either
 

@@ -17,11 +17,10 @@ import pytest
 import yaml
 
 from job.failure import CAUSES, EXIT_USAGE, retry_cannot_help
-from tests.conftest import NAMESPACE, Harness, legacy_event
+from tests.conftest import LEASE, NAMESPACE, Harness, legacy_event
 from tests.kubeapi import KubeAPI
 
 ROOT = Path(__file__).resolve().parent.parent
-LEASE = "loki-event-sync"
 Setup = Callable[[Harness, Path], list[str]]
 
 
@@ -55,20 +54,18 @@ def _unreachable_api(h: Harness, tmp: Path) -> list[str]:
 
 
 def _held(h: Harness, _: Path) -> list[str]:
-    from tests.conftest import now, rfc
+    from tests.conftest import now
 
-    h.kube.put_object("leases", {"metadata": {"name": LEASE, "namespace": NAMESPACE}, "spec": {
-        "holderIdentity": "busy-run", "leaseDurationSeconds": 3600, "renewTime": rfc(now(), micro=True)}})
+    h.put_lease("busy-run", now(), 3600)
     return h.args("backfill", "--since", "1h")
 
 
 def _stolen(h: Harness, _: Path) -> list[str]:
-    from tests.conftest import now, rfc
+    from tests.conftest import now
 
     def steal(method: str, path: str) -> None:
         if path.startswith("/api/v1/events"):
-            h.kube.put_object("leases", {"metadata": {"name": LEASE, "namespace": NAMESPACE}, "spec": {
-                "holderIdentity": "thief", "leaseDurationSeconds": 60, "renewTime": rfc(now(), micro=True)}})
+            h.put_lease("thief", now())
 
     h.kube.on_request = steal
     return _run(h)

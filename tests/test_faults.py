@@ -9,10 +9,8 @@ set and assert none of them reaches any output.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -20,48 +18,14 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from state import decode, encode
-from tests.conftest import NAMESPACE, Harness, legacy_event, now, rfc
+from tests.conftest import CM_PATH, LEASE, NAMESPACE, Harness, install, lease_object, legacy_event, now
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LOKI_VERSIONS, LokiDouble
-from tests.test_sync import CM_PATH, checkpoint_bytes
 
-LEASE = "loki-event-sync"
 NEXT_PAGE = r"^/api/v1/events\?.*continue="
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-def seed(h: Harness, n: int, prefix: str = "pod") -> list[dict[str, Any]]:
-    """n events with fresh uids (a prefix per batch, so later batches add events, not replace them)."""
-    return [h.kube.put_event(legacy_event(f"{prefix}-{i}.{i:x}", ns=f"ns-{i % 3}")) for i in range(n)]
-
-
-def errors(h: Harness) -> list[str]:
-    return [r["msg"] for r in h.logs() if r["level"] == "error"]
-
-
-def one_error(h: Harness) -> str:
-    """The single error line of a failed run; no traceback anywhere, every line is JSON."""
-    errs = errors(h)
-    assert len(errs) == 1, f"expected exactly one error line, got {len(errs)}:\n{h.stderr}"
-    assert "Traceback" not in h.stderr and "Traceback" not in h.stdout
-    assert all(line.startswith("{") for line in h.stderr.splitlines() if line.strip()), h.stderr
-    return errs[0]
-
-
-def no_errors(h: Harness) -> None:
-    assert errors(h) == [], h.stderr
-    assert "Traceback" not in h.stderr
-
-
-def assert_each_once(h: Harness, *, rejected_uids: frozenset[str] = frozenset()) -> None:
-    """Every visible (uid, count) is in Loki exactly once (except entries Loki refused as invalid)."""
-    shipped = h.shipped()
-    dupes = [p for p, c in Counter(shipped).items() if c > 1]
-    assert not dupes, f"duplicated in Loki: {dupes[:5]}"
-    lost = {p for p in h.visible() if p[0] not in rejected_uids} - set(shipped)
-    assert not lost, f"lost: {sorted(lost)[:5]}"
 
 
 def assert_checkpoint_within_loki(h: Harness, data: bytes | None, *,
@@ -76,9 +40,9 @@ def assert_checkpoint_within_loki(h: Harness, data: bytes | None, *,
 
 def first_run(h: Harness, n: int = 20) -> bytes:
     """A successful run, so the faults below start from a real checkpoint; returns its bytes."""
-    seed(h, n, prefix="first")
+    h.seed(n, prefix="first")
     assert h.run() == 0, h.stderr
-    data = checkpoint_bytes(h)
+    data = h.checkpoint_bytes()
     assert data is not None
     return data
 
@@ -87,13 +51,6 @@ def with_url(h: Harness, url: str, *extra: str, state: str | None = None) -> lis
     args = h.args("run", *extra) if state is None else h.args("run", *extra, state=state)
     args[args.index("--loki-url") + 1] = url
     return args
-
-
-def lease_object(holder: str, renew: dt.datetime, duration_s: int = 60) -> dict[str, Any]:
-    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": LEASE, "namespace": NAMESPACE},
-            "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration_s,
-                     "renewTime": rfc(renew, micro=True), "acquireTime": rfc(renew, micro=True)}}
 
 
 def once(predicate: Callable[[str, str], bool], action: Callable[[], object]) -> Callable[[str, str], None]:
@@ -124,92 +81,92 @@ def is_next_page(method: str, path: str) -> bool:
 def test_loki_refusing_connections_fails_with_exit_1_keeps_the_checkpoint_and_next_run_catches_up(
         h: Harness) -> None:
     before = first_run(h)
-    seed(h, 15)
+    h.seed(15)
     assert h.run(raw=with_url(h, "http://127.0.0.1:9")) == 1  # discard port: nothing listens
-    msg = one_error(h)
+    msg = h.one_error()
     assert "cannot reach Loki at http://127.0.0.1:9/loki/api/v1/push" in msg
     assert "--retry-budget" in msg  # says why it stopped and what governs it
-    assert checkpoint_bytes(h) == before
+    assert h.checkpoint_bytes() == before
     assert h.run() == 0
-    no_errors(h)
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+    h.no_errors()
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 @pytest.mark.timeout(30)
 def test_loki_answering_after_the_push_timeout_is_retried_and_the_stored_copy_is_dropped_as_duplicate(
         h: Harness) -> None:
     first_run(h)
-    seed(h, 12)
+    h.seed(12)
     # The double stores the push, then answers after 4 s; the client gives up at 2 s and retries. The
     # 2 s are the retry's room to land on a loaded machine (a real socket timeout, not a clock).
     h.loki.delay_next(4.0)
     assert h.run("run", "--push-timeout", "2s") == 0, h.stderr
-    no_errors(h)
+    h.no_errors()
     s = h.summary()
     assert s["retries"] == 1 and s["lines"] == 12
     assert h.loki.duplicate_entries == 12  # the retry was an exact duplicate Loki dropped
     assert any("ReadTimeout" in r["msg"] for r in h.logs() if r["level"] == "warning")
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_loki_5xx_or_429_a_few_times_then_204_is_retried_and_succeeds(h: Harness, status: int) -> None:
     first_run(h)
-    seed(h, 10)
+    h.seed(10)
     h.loki.fail_next(status, times=3, body="try again")  # 429 here without Retry-After: plain backoff
     # Three backoffs sleep up to 0.5 + 1 + 2 s on the injected clock: a budget that covers them.
     assert h.run("run", "--retry-budget", "10s") == 0, h.stderr
-    no_errors(h)
+    h.no_errors()
     assert h.summary()["retries"] == 3
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 @pytest.mark.timeout(30)
 def test_loki_500_beyond_the_retry_budget_fails_and_keeps_the_checkpoint(h: Harness) -> None:
     before = first_run(h)
-    seed(h, 10)
+    h.seed(10)
     # The first backoff (0.25-0.5 s) already exceeds a 200 ms budget: exactly one attempt.
     h.loki.fail_next(500, times=1, body="internal server error")
     assert h.run("run", "--retry-budget", "200ms") == 1
-    msg = one_error(h)
+    msg = h.one_error()
     assert f"Loki at {h.loki.url}/loki/api/v1/push answered 500" in msg
     assert "gave up after 1 attempts within --retry-budget" in msg
-    assert checkpoint_bytes(h) == before
+    assert h.checkpoint_bytes() == before
     assert h.run() == 0
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 @pytest.mark.timeout(30)
 def test_loki_429_with_retry_after_is_honoured_and_succeeds(h: Harness) -> None:
     first_run(h)
-    seed(h, 10)
+    h.seed(10)
     h.loki.fail_next(429, times=2, retry_after="2")
     assert h.run("run", "--retry-budget", "10s") == 0, h.stderr
-    no_errors(h)
+    h.no_errors()
     assert h.summary()["retries"] == 2
     assert h.clock.sleeps == [2.0, 2.0]  # what it waited, read from the injected clock
     waits = [r["msg"] for r in h.logs() if r["level"] == "warning" and "answered 429" in r["msg"]]
     assert len(waits) == 2 and all(w.endswith("in 2.0s") for w in waits), waits  # Retry-After, not backoff
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 @pytest.mark.timeout(30)
 def test_loki_429_with_retry_after_beyond_the_budget_gives_up_at_once(h: Harness) -> None:
     before = first_run(h)
-    seed(h, 10)
+    h.seed(10)
     h.loki.fail_next(429, times=1, retry_after="600")
     assert h.run() == 1
-    msg = one_error(h)
+    msg = h.one_error()
     assert "answered 429" in msg and "--retry-budget" in msg
     assert h.loki.pushes == 2  # the first run's push and this one's single attempt: no ten-minute wait
-    assert checkpoint_bytes(h) == before
+    assert h.checkpoint_bytes() == before
     assert h.run() == 0
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 @pytest.mark.timeout(30)
@@ -220,31 +177,31 @@ def test_loki_partial_400_counts_rejects_saves_the_rest_and_never_reships(h: Har
     bad_uid = frozenset({poison[1]["metadata"]["uid"]})
     h.loki.reject_matching("poison")
     assert h.run() == 0, h.stderr
-    no_errors(h)
+    h.no_errors()
     assert h.summary()["rejected"] == 1
     assert any("Loki rejected 1 of" in r["msg"] and "reject_matching" in r["msg"]
                for r in h.logs() if r["level"] == "warning")
-    assert_each_once(h, rejected_uids=bad_uid)
+    h.assert_each_once(rejected_uids=bad_uid)
     # The checkpoint covers the rejected entry on purpose (it must not block the checkpoint forever),
     # and everything else it claims is in Loki.
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h), rejected_uids=bad_uid)
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes(), rejected_uids=bad_uid)
     assert h.run() == 0
     assert h.summary()["lines"] == 0
-    assert_each_once(h, rejected_uids=bad_uid)
+    h.assert_each_once(rejected_uids=bad_uid)
 
 
 @pytest.mark.timeout(30)
 def test_loki_413_splits_the_batch_and_everything_lands_once(h: Harness) -> None:
     first_run(h)
-    seed(h, 30)
+    h.seed(30)
     h.loki.fail_next(413, body="request entity too large")
     assert h.run() == 0, h.stderr
-    no_errors(h)
+    h.no_errors()
     s = h.summary()
     assert s["pushes"] == 3 and s["lines"] == 30  # the refused request, then its two halves
     assert h.loki.duplicate_entries == 0
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 BOTH_SPELLINGS = [LOKI_VERSIONS[0], LOKI_VERSIONS[-1]]  # before and after grafana/loki #19206
@@ -259,14 +216,14 @@ def test_loki_429_in_each_versions_words_waits_out_retry_after_and_lands(
         kube: KubeAPI, tmp_path: Path, version: str, kind: str) -> None:
     with LokiDouble(loki_version=version) as loki:
         h = Harness(kube, loki, tmp_path)
-        seed(h, 5)
+        h.seed(5)
         loki.answer_next(kind, times=2, retry_after="3")
         assert h.run("run", "--retry-budget", "10s") == 0, h.stderr
-        no_errors(h)
+        h.no_errors()
         assert h.clock.sleeps == [3.0, 3.0] and h.summary()["retries"] == 2
         waits = [r["msg"] for r in h.logs() if r["level"] == "warning" and "answered 429" in r["msg"]]
         assert len(waits) == 2 and "limit" in waits[0].lower()  # Loki's reason, in its own words
-        assert_each_once(h)
+        h.assert_each_once()
 
 
 @pytest.mark.timeout(30)
@@ -275,25 +232,25 @@ def test_loki_413_for_its_own_body_limit_splits_until_each_part_fits(
         kube: KubeAPI, tmp_path: Path, version: str) -> None:
     with LokiDouble(loki_version=version, max_body_bytes=4000) as loki:
         h = Harness(kube, loki, tmp_path)
-        seed(h, 30)
+        h.seed(30)
         assert h.run() == 0, h.stderr
-        no_errors(h)
+        h.no_errors()
         s = h.summary()
         assert s["split_requests"] > 0 and s["pushes"] == 1 + s["split_requests"] and s["lines"] == 30
-        assert loki.duplicate_entries == 0 and checkpoint_bytes(h) is not None
-        assert_each_once(h)
+        assert loki.duplicate_entries == 0 and h.checkpoint_bytes() is not None
+        h.assert_each_once()
 
 
 @pytest.mark.timeout(30)
 def test_loki_5xx_with_a_gateways_html_page_is_retried_and_logged_by_its_title(h: Harness) -> None:
     first_run(h)
-    seed(h, 4)
+    h.seed(4)
     h.loki.fail_next(502, times=2, body=GATEWAY_502, content_type="text/html")
     assert h.run() == 0, h.stderr
-    no_errors(h)
+    h.no_errors()
     waits = [r["msg"] for r in h.logs() if r["level"] == "warning" and "answered 502" in r["msg"]]
     assert len(waits) == 2 and all("an HTML page (502 Bad Gateway)" in w and "<" not in w for w in waits)
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 @pytest.mark.timeout(30)
@@ -302,12 +259,12 @@ def test_loki_blocking_the_tenants_ingestion_with_its_260_fails_the_run_unsaved(
         kube: KubeAPI, tmp_path: Path, version: str) -> None:
     with LokiDouble(loki_version=version) as loki:
         h = Harness(kube, loki, tmp_path)
-        seed(h, 3)
+        h.seed(3)
         loki.answer_next("blocked")
         assert h.run() == 1
-        msg = one_error(h)
+        msg = h.one_error()
         assert "blocks ingestion for this tenant until 2030-01-01T00:00:00Z" in msg and "login page" not in msg
-        assert checkpoint_bytes(h) is None
+        assert h.checkpoint_bytes() is None
         assert h.run() == 0 and len(loki.entries()) == 3
 
 
@@ -317,36 +274,36 @@ def test_loki_401_for_a_missing_tenant_names_the_url_without_credentials_and_men
     secret = "url-pw-Q7v2LmX9"
     with LokiDouble(tenant_required=True) as loki:
         h = Harness(kube, loki, tmp_path)
-        seed(h, 5, prefix="first")
+        h.seed(5, prefix="first")
         assert h.run("run", "--tenant", "acme") == 0, h.stderr
-        before = checkpoint_bytes(h)
-        seed(h, 7)
+        before = h.checkpoint_bytes()
+        h.seed(7)
         url = loki.url.replace("http://", f"http://bob:{secret}@")
         assert h.run(raw=with_url(h, url)) == 1
-        msg = one_error(h)
+        msg = h.one_error()
         assert f"Loki at {loki.url}/loki/api/v1/push refused the push with 401" in msg
         assert "--tenant" in msg
         assert secret not in h.stdout + h.stderr and "bob:" not in msg
         assert loki.pushes == 2  # not retried
-        assert checkpoint_bytes(h) == before
+        assert h.checkpoint_bytes() == before
         assert h.run("run", "--tenant", "acme") == 0
-        assert_each_once(h)
+        h.assert_each_once()
         assert loki.tenants_seen == {"acme"}
 
 
 @pytest.mark.timeout(30)
 def test_loki_answering_slowly_within_the_push_timeout_succeeds_without_retries(h: Harness) -> None:
     first_run(h)
-    seed(h, 30)
+    h.seed(30)
     h.loki.delay_next(0.3, times=4)
     # A timeout far above the delay: "slow" must not turn into "timed out" on a loaded machine.
     assert h.run("run", "--batch-bytes", "2KiB", "--push-timeout", "10s") == 0, h.stderr
-    no_errors(h)
+    h.no_errors()
     s = h.summary()
     assert s["retries"] == 0 and s["pushes"] >= 4
     assert h.loki.duplicate_entries == 0
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 # --- Kubernetes API side --------------------------------------------------------------------------------
@@ -355,99 +312,92 @@ def test_loki_answering_slowly_within_the_push_timeout_succeeds_without_retries(
 @pytest.mark.timeout(30)
 def test_api_410_in_the_middle_of_a_list_restarts_it_and_ships_each_event_once(h: Harness) -> None:
     first_run(h)
-    seed(h, 160)
+    h.seed(160)
     h.kube.expire_continue_after(2)
     assert h.run() == 0, h.stderr
-    no_errors(h)
+    h.no_errors()
     assert h.summary()["pages"] > 4  # two pages, then the whole list again
     assert any("expired" in r["msg"] for r in h.logs() if r["level"] == "warning")
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 @pytest.mark.timeout(30)
 def test_api_500_on_one_page_of_the_list_fails_keeps_the_checkpoint_and_next_run_catches_up(
         h: Harness) -> None:
     before = first_run(h)
-    seed(h, 120)
+    h.seed(120)
     pushes = h.loki.pushes
     requests_before = len(h.kube.requests)
     h.kube.fail("GET", NEXT_PAGE, 500, message="etcdserver: request timed out")
     assert h.run() == 1
-    msg = one_error(h)
+    msg = h.one_error()
     assert "listing events failed: HTTP 500: etcdserver: request timed out" in msg
     # urllib3 inside the kubernetes client retries only 413/429/503 with Retry-After: a 500 is
     # not retried behind the job's back, so the failing page was requested exactly once.
     pages = [p for m, p in h.kube.requests[requests_before:] if is_next_page(m, p)]
     assert len(pages) == 1
     assert h.loki.pushes == pushes  # the first page was batched, never pushed
-    assert checkpoint_bytes(h) == before
+    assert h.checkpoint_bytes() == before
     assert h.run() == 0
-    no_errors(h)
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+    h.no_errors()
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 @pytest.mark.timeout(30)
 def test_api_403_on_listing_events_names_the_missing_permission(h: Harness) -> None:
     before = first_run(h)
-    seed(h, 10)
+    h.seed(10)
     pushes = h.loki.pushes
     h.kube.forbid("list", "events")
     assert h.run() == 2  # a permission to grant is a configuration error
-    msg = one_error(h)
+    msg = h.one_error()
     assert "listing events failed: HTTP 403" in msg
     assert 'cannot list resource "events"' in msg and "at the cluster scope" in msg
     assert "apply the ClusterRole" in msg and "--event-namespaces" in msg
     assert h.loki.pushes == pushes
-    assert checkpoint_bytes(h) == before
+    assert h.checkpoint_bytes() == before
     spec = h.kube.existing("leases", NAMESPACE, LEASE)["spec"]
     assert spec["holderIdentity"] == ""  # released even though the run failed
     h.kube.permit("list", "events")
     assert h.run() == 0
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 @pytest.mark.timeout(30)
 def test_api_409_on_the_checkpoint_save_fails_without_overwriting_and_next_run_catches_up(
         h: Harness) -> None:
     before = first_run(h)
-    seed(h, 8)
+    h.seed(8)
     h.kube.fail("PATCH", CM_PATH, 409)
     assert h.run() == 1
-    msg = one_error(h)
+    msg = h.one_error()
     assert "configmap://loki-event-sync/loki-event-sync-checkpoint" in msg
     assert "changed by someone else" in msg and "not overwriting it" in msg
-    assert checkpoint_bytes(h) == before
+    assert h.checkpoint_bytes() == before
     assert h.run() == 0
     assert h.loki.duplicate_entries == 8  # the pushed-but-unsaved run re-sent identical lines
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 @pytest.mark.timeout(30)
 def test_lease_stolen_during_the_run_fails_with_lost_and_never_saves_the_checkpoint(h: Harness) -> None:
     before = first_run(h)
-    seed(h, 10)
-    steal = lambda: h.kube.put_object("leases", lease_object("thief", now()))  # noqa: E731
+    h.seed(10)
+    steal = lambda: h.put_lease("thief", now())  # noqa: E731
     h.kube.on_request = once(is_events_list, steal)
     assert h.run() == 1
     h.kube.on_request = None
-    msg = one_error(h)
+    msg = h.one_error()
     assert "lost" in msg and f"Lease {NAMESPACE}/{LEASE}" in msg
-    assert checkpoint_bytes(h) == before
+    assert h.checkpoint_bytes() == before
     assert h.kube.existing("leases", NAMESPACE, LEASE)["spec"]["holderIdentity"] == "thief"  # not released
-    h.kube.put_object("leases", lease_object("", now()))  # the thief finishes and releases it
+    h.put_lease("", now())  # the thief finishes and releases it
     assert h.run() == 0
-    assert_each_once(h)
-    assert_checkpoint_within_loki(h, checkpoint_bytes(h))
-
-
-def _objects(api: KubeAPI) -> None:
-    api.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                              "metadata": {"name": LEASE, "namespace": NAMESPACE}, "spec": {}})
-    api.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                  "metadata": {"name": "loki-event-sync-checkpoint", "namespace": NAMESPACE}})
+    h.assert_each_once()
+    assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 @pytest.mark.timeout(30)
@@ -464,13 +414,13 @@ def test_token_file_rotated_mid_run_fails_that_run_cleanly_and_the_next_run_uses
     keeps accepting the old token until it expires, long after the kubelet rotated it.
     """
     with KubeAPI(token="t1") as kube:
-        _objects(kube)
+        install(kube)
         token = tmp_path / "token"
         token.write_text("t1")  # as a projected token: no trailing newline (see the next test)
         h = Harness(kube, loki, tmp_path)
         kube.write_kubeconfig(h.kubeconfig, namespace=NAMESPACE, token_file=token)
         before = first_run(h)
-        seed(h, 120)  # three pages
+        h.seed(120)  # three pages
 
         def rotate() -> None:
             token.write_text("t2")
@@ -479,18 +429,18 @@ def test_token_file_rotated_mid_run_fails_that_run_cleanly_and_the_next_run_uses
         kube.on_request = once(is_next_page, rotate)  # before the second page is served
         assert h.run() == 1
         kube.on_request = None
-        msg = one_error(h)
+        msg = h.one_error()
         assert "listing events failed: HTTP 401" in msg and "check the kubeconfig" in msg
         assert "t1" not in msg and "t2" not in msg
-        assert checkpoint_bytes(h) == before
+        assert h.checkpoint_bytes() == before
         # The Lease could not be released with the stale token either; it is left to expire.
         assert kube.existing("leases", NAMESPACE, LEASE)["spec"]["holderIdentity"] != ""
         assert any("could not release" in r["msg"] for r in h.logs() if r["level"] == "warning")
         kube.put_object("leases", lease_object("", now()))  # skip the 15 s wait for it to expire
         assert h.run() == 0, h.stderr
-        no_errors(h)
-        assert_each_once(h)
-        assert_checkpoint_within_loki(h, checkpoint_bytes(h))
+        h.no_errors()
+        h.assert_each_once()
+        assert_checkpoint_within_loki(h, h.checkpoint_bytes())
 
 
 @pytest.mark.timeout(30)
@@ -501,19 +451,19 @@ def test_kubeconfig_token_file_with_a_trailing_newline_never_prints_the_token(
     ValueError quoting the whole header value. Whatever the run does, the token must not be printed."""
     secret = "kube-SECRET-eyJhbGciOiJSUzI1NiJ9.9f8e7d6c"
     with KubeAPI(token=secret) as kube:
-        _objects(kube)
+        install(kube)
         token = tmp_path / "token"
         token.write_text(secret + "\n")
         h = Harness(kube, loki, tmp_path)
         kube.write_kubeconfig(h.kubeconfig, namespace=NAMESPACE, token_file=token)
-        seed(h, 3)
+        h.seed(3)
         code = h.run()
         assert secret not in h.stdout + h.stderr, "the Kubernetes bearer token was printed:\n" + h.stderr
         if code == 1:
-            one_error(h)
+            h.one_error()
         else:
             assert code == 0
-            assert_each_once(h)
+            h.assert_each_once()
 
 
 # --- S3 side (moto in server mode) ------------------------------------------------------------------
@@ -558,9 +508,9 @@ def s3(monkeypatch: pytest.MonkeyPatch, moto_url: str) -> S3:
 def test_s3_412_when_the_object_changed_between_load_and_save_fails_without_overwriting(
         h: Harness, s3: S3, moto_url: str) -> None:
     state = f"s3://{s3.bucket}/sync/checkpoint"
-    seed(h, 10, prefix="first")
+    h.seed(10, prefix="first")
     assert h.run("run", "--s3-endpoint-url", moto_url, state=state) == 0, h.stderr
-    seed(h, 10)
+    h.seed(10)
     # Someone else writes a valid checkpoint after the job loaded its copy (it loads before listing).
     theirs = decode(s3.get("sync/checkpoint"), "s3")
     theirs.last_run = {"written_by": "someone-else"}
@@ -569,11 +519,11 @@ def test_s3_412_when_the_object_changed_between_load_and_save_fails_without_over
                              lambda: s3.put("sync/checkpoint", their_bytes))
     assert h.run("run", "--s3-endpoint-url", moto_url, state=state) == 1
     h.kube.on_request = None
-    msg = one_error(h)
+    msg = h.one_error()
     assert f"checkpoint {state} was changed by someone else" in msg and "not overwriting it" in msg
     assert s3.get("sync/checkpoint") == their_bytes
     assert h.run("run", "--s3-endpoint-url", moto_url, state=state) == 0, h.stderr
-    assert_each_once(h)
+    h.assert_each_once()
     assert_checkpoint_within_loki(h, s3.get("sync/checkpoint"))
 
 
@@ -581,14 +531,14 @@ def test_s3_412_when_the_object_changed_between_load_and_save_fails_without_over
 def test_s3_missing_bucket_says_nosuchbucket_and_to_create_it(h: Harness, s3: S3, moto_url: str) -> None:
     missing = f"missing-{uuid.uuid4().hex[:10]}"
     state = f"s3://{missing}/checkpoint"
-    seed(h, 6)
+    h.seed(6)
     assert h.run("run", "--s3-endpoint-url", moto_url, state=state) == 1
-    msg = one_error(h)
+    msg = h.one_error()
     assert state in msg and "NoSuchBucket" in msg and "create the bucket" in msg
     assert h.loki.pushes == 0  # the checkpoint is read before anything is pushed
     s3.client.create_bucket(Bucket=missing)
     assert h.run("run", "--s3-endpoint-url", moto_url, state=state) == 0, h.stderr
-    assert_each_once(h)
+    h.assert_each_once()
     data = s3.get("checkpoint", bucket=missing)
     assert_checkpoint_within_loki(h, data)
 
@@ -613,7 +563,7 @@ def test_s3_access_denied_on_save_names_the_permissions_and_keeps_the_checkpoint
 
     key = "sync/checkpoint"
     state = f"s3://{s3.bucket}/{key}"
-    seed(h, 10, prefix="first")
+    h.seed(10, prefix="first")
     assert h.run("run", "--s3-endpoint-url", moto_url, state=state) == 0, h.stderr
     before = s3.get(key)
     # A user that may read the checkpoint but not write it.
@@ -625,7 +575,7 @@ def test_s3_access_denied_on_save_names_the_permissions_and_keeps_the_checkpoint
         "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"arn:aws:s3:::{s3.bucket}/*"}],
     }))
     creds = iam.create_access_key(UserName=user)["AccessKey"]
-    seed(h, 10)
+    h.seed(10)
     with monkeypatch.context() as m:
         m.setenv("AWS_ACCESS_KEY_ID", creds["AccessKeyId"])
         m.setenv("AWS_SECRET_ACCESS_KEY", creds["SecretAccessKey"])
@@ -636,14 +586,14 @@ def test_s3_access_denied_on_save_names_the_permissions_and_keeps_the_checkpoint
         finally:
             moto_auth(False)
     assert code == 1
-    msg = one_error(h)
+    msg = h.one_error()
     assert f"cannot write checkpoint {state}: AccessDenied" in msg
     assert "allow s3:GetObject and s3:PutObject" in msg
     assert creds["SecretAccessKey"] not in h.stdout + h.stderr
     assert s3.get(key) == before
     assert h.run("run", "--s3-endpoint-url", moto_url, state=state) == 0, h.stderr
     assert h.loki.duplicate_entries == 10  # re-sent after the failed save, dropped by Loki
-    assert_each_once(h)
+    h.assert_each_once()
     assert_checkpoint_within_loki(h, s3.get(key))
 
 
@@ -681,7 +631,7 @@ FAULTS: dict[str, tuple[tuple[str, ...], str | None, int]] = {
 
 def _arrange(name: str, h: Harness, s3: S3) -> None:
     loki, kube = h.loki, h.kube
-    seed(h, 3, prefix=f"x{uuid.uuid4().hex[:6]}")  # something new to push every time
+    h.seed(3, prefix=f"x{uuid.uuid4().hex[:6]}")  # something new to push every time
     if name.startswith("loki times out"):
         loki.delay_next(4.0)
     elif name == "loki 500 beyond the budget":
@@ -708,7 +658,7 @@ def _arrange(name: str, h: Harness, s3: S3) -> None:
         loki.fail_next(403, body=f"denied; got Authorization: Basic {basic}, X-Scope-OrgID: {TENANT}, "
                                  f"token {BEARER}")
     elif name == "api 500 on a page":
-        seed(h, 60, prefix=f"p{uuid.uuid4().hex[:6]}")
+        h.seed(60, prefix=f"p{uuid.uuid4().hex[:6]}")
         kube.fail("GET", NEXT_PAGE, 500)
     elif name == "api 403 on list":
         kube.forbid("list", "events")
@@ -723,7 +673,7 @@ def _arrange(name: str, h: Harness, s3: S3) -> None:
 def _clear(h: Harness) -> None:
     h.kube.on_request = None
     h.kube.permit("list", "events")
-    h.kube.put_object("leases", lease_object("", now()))
+    h.put_lease("", now())
     h.loki.reset()  # reject patterns must not leak into the next fault (stored entries go too)
 
 
@@ -738,7 +688,7 @@ def test_no_credential_reaches_any_output_under_any_fault(
     secrets = {"LOKI_EVENT_SYNC_LOKI_PASSWORD": PASSWORD, "bearer token": BEARER, "URL password": URL_PASSWORD,
                "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
                "base64 of svc:password": base64.b64encode(f"svc:{PASSWORD}".encode()).decode()}
-    seed(h, 5, prefix="first")
+    h.seed(5, prefix="first")
     url = h.loki.url.replace("http://", f"http://svc:{URL_PASSWORD}@")
     assert h.run(raw=with_url(h, url), env=env) == 0, h.stderr
     codes: dict[str, int] = {}
@@ -755,7 +705,7 @@ def test_no_credential_reaches_any_output_under_any_fault(
         output = h.stdout + h.stderr
         leaks += [f"{what} in the output of '{name}'" for what, value in secrets.items() if value in output]
         if codes[name] == 1:
-            one_error(h)
+            h.one_error()
     assert not leaks, leaks
     assert codes == {name: code for name, (_, _, code) in FAULTS.items()}
 
@@ -764,11 +714,11 @@ def test_no_credential_reaches_any_output_under_any_fault(
 def test_tenant_from_the_loki_secret_never_reaches_any_output(h: Harness) -> None:
     """cronjob.yaml delivers TENANT in the same Secret as LOKI_PASSWORD, so it is held to the same rule."""
     env = {"LOKI_EVENT_SYNC_TENANT": TENANT}
-    seed(h, 4)
+    h.seed(4)
     outputs = []
     assert h.run(env=env) == 0
     outputs.append(h.stdout + h.stderr)
-    seed(h, 2, prefix="more")
+    h.seed(2, prefix="more")
     h.loki.fail_next(401, body="Unauthorized")
     assert h.run(env=env) == 1
     outputs.append(h.stdout + h.stderr)

@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NAMESPACE, STATE, Harness, legacy_event, recent_dump
+from tests.conftest import CM, LEASE, NAMESPACE, STATE, Harness, legacy_event, recent_dump
 
 ROOT = Path(__file__).resolve().parent.parent
-CM = "loki-event-sync-checkpoint"
-LEASE = "loki-event-sync"
 
 LABELS = {"app.kubernetes.io/name": "loki-event-sync", "app.kubernetes.io/managed-by": "Helm",
           "app.kubernetes.io/instance": "les"}
@@ -50,15 +48,6 @@ def meta(h: Harness, kind: str, name: str, ns: str = NAMESPACE) -> dict[str, Any
     return {k: obj.get("metadata", {}).get(k) for k in ("labels", "annotations")}
 
 
-def checkpoint(h: Harness, ns: str = NAMESPACE) -> bytes | None:
-    blob = ((h.kube.get_object("configmaps", ns, CM) or {}).get("binaryData") or {}).get("checkpoint")
-    return None if blob is None else base64.b64decode(blob)
-
-
-def errors(h: Harness) -> list[str]:
-    return [r["msg"] for r in h.logs() if r["level"] == "error"]
-
-
 def test_ten_runs_keep_every_label_annotation_and_other_key_of_the_lease_and_configmap(h: Harness) -> None:
     managed_install(h)
     lease_meta, cm_meta = meta(h, "leases", LEASE), meta(h, "configmaps", CM)
@@ -72,7 +61,7 @@ def test_ten_runs_keep_every_label_annotation_and_other_key_of_the_lease_and_con
     cm = h.kube.get_object("configmaps", NAMESPACE, CM) or {}
     assert cm["data"] == {"README": "do not edit"}
     assert base64.b64decode(cm["binaryData"]["extra.bin"]) == b"\x00other"
-    assert checkpoint(h)
+    assert h.checkpoint_bytes()
     assert len(h.loki.entries()) == 50
     # Every write was a merge patch of the job's own fields: no PUT, no create.
     writes = {m for m, p in h.kube.requests if m != "GET" and "/events" not in p}
@@ -85,7 +74,7 @@ def test_a_checkpoint_key_holding_empty_bytes_is_corrupt_and_left_untouched(h: H
                                      "data": {"README": "keep"}, "binaryData": {"checkpoint": ""}})
     before = h.kube.get_object("configmaps", NAMESPACE, CM)
     assert h.run() == 1
-    (msg,) = errors(h)
+    (msg,) = h.errors()
     assert "truncated (0 bytes)" in msg and "--reset-checkpoint" in msg
     assert h.kube.get_object("configmaps", NAMESPACE, CM) == before
     assert h.loki.pushes == 0
@@ -97,7 +86,7 @@ def test_a_checkpoint_under_data_instead_of_binarydata_is_refused_and_left_untou
                                      "data": {"checkpoint": "LESC...", "README": "keep"}})
     before = h.kube.get_object("configmaps", NAMESPACE, CM)
     assert h.run() == 1
-    (msg,) = errors(h)
+    (msg,) = h.errors()
     assert "holds data.checkpoint (text), not binaryData.checkpoint" in msg
     assert h.kube.get_object("configmaps", NAMESPACE, CM) == before
     assert h.loki.pushes == 0
@@ -107,7 +96,7 @@ def test_missing_checkpoint_configmap_fails_with_how_to_create_it(h: Harness) ->
     h.kube.put_event(legacy_event("pod-1.x"))
     h.kube.delete_object("configmaps", NAMESPACE, CM)
     assert h.run() == 1
-    (msg,) = errors(h)
+    (msg,) = h.errors()
     assert f"ConfigMap {NAMESPACE}/{CM} does not exist" in msg
     assert f"kubectl -n {NAMESPACE} create configmap {CM}" in msg
     assert h.kube.get_object("configmaps", NAMESPACE, CM) is None
@@ -125,7 +114,7 @@ def test_kubeconfig_run_without_namespace_or_state_uses_the_install_objects_not_
         h.kube.put_event(legacy_event(f"pod-{i}.x"))
     before = sorted(os.listdir(tmp_path))
     assert h.run(raw=["run", "--kubeconfig", h.kubeconfig, "--loki-url", h.loki.url]) == 0, h.stderr
-    assert checkpoint(h)  # the install's ConfigMap in loki-event-sync
+    assert h.checkpoint_bytes()  # the install's ConfigMap in loki-event-sync
     assert (h.kube.get_object("leases", NAMESPACE, LEASE) or {})["spec"]["leaseTransitions"] == 1
     assert not [p for m, p in h.kube.requests if "/namespaces/default/" in p]
     assert sorted(os.listdir(tmp_path)) == before  # no local checkpoint file
@@ -139,7 +128,7 @@ def test_from_file_without_dry_run_or_state_checkpoints_in_the_install_configmap
     args = ["run", "--from-file", str(dump), "--kubeconfig", h.kubeconfig,
             "--loki-url", h.loki.url]
     assert h.run(raw=args) == 0, h.stderr
-    assert h.summary()["new"] == 8 and checkpoint(h)
+    assert h.summary()["new"] == 8 and h.checkpoint_bytes()
     assert sorted(os.listdir(tmp_path)) == before
 
 
@@ -165,7 +154,7 @@ def status(h: Harness, *extra: str) -> int:
 
 def test_status_of_a_configmap_in_a_missing_namespace_is_exit_1_in_one_line(h: Harness) -> None:
     assert status(h, "--state", "configmap://nope/loki-event-sync-checkpoint") == 1
-    (msg,) = errors(h)
+    (msg,) = h.errors()
     assert msg.startswith("status failed:") and "ConfigMap nope/loki-event-sync-checkpoint does not exist" in msg
     assert h.stdout == ""
 
@@ -186,7 +175,7 @@ def test_status_after_a_run_reads_the_install_configmap_by_default(h: Harness) -
 
 def test_status_of_a_file_in_a_missing_directory_is_exit_1(h: Harness, tmp_path: Path) -> None:
     assert status(h, "--state", f"file://{tmp_path}/typo/cp") == 1
-    (msg,) = errors(h)
+    (msg,) = h.errors()
     assert "does not exist; create it" in msg
 
 
@@ -194,5 +183,5 @@ def test_status_of_a_file_in_a_missing_directory_is_exit_1(h: Harness, tmp_path:
 def test_status_of_a_fifo_is_exit_1_at_once(h: Harness, tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "cp")
     assert status(h, "--state", f"file://{tmp_path}/cp") == 1
-    (msg,) = errors(h)
+    (msg,) = h.errors()
     assert "is a FIFO, not a regular file" in msg

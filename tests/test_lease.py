@@ -22,40 +22,22 @@ from job.kube import api_client, guard_tokens
 from job.lease import Lease, decide, keep_trying
 from job.logs import Redactor
 from state.configmap import ConfigMapStore
-from tests.conftest import NAMESPACE, Harness, legacy_event, wait_for
+from tests.conftest import LEASE, LEASE_PATH, NAMESPACE, Harness, install, legacy_event, wait_for
 from tests.htmlpage import HtmlPage
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
 
 ROOT = Path(__file__).resolve().parent.parent
-LEASE = "loki-event-sync"
-LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}"
-
-
-def seed(h: Harness, n: int) -> None:
-    for i in range(n):
-        h.kube.put_event(legacy_event(f"pod-{i}.{i:x}", ns=f"ns-{i % 3}"))
-
-
-def errors(h: Harness) -> list[str]:
-    return [r["msg"] for r in h.logs() if r["level"] == "error"]
-
-
-def one_error(h: Harness) -> str:
-    errs = errors(h)
-    assert len(errs) == 1, h.stderr
-    assert "Traceback" not in h.stderr and "unexpected" not in errs[0], h.stderr
-    return errs[0]
 
 
 # --- the job never creates what the install should have -------------------------------------------
 
 
 def test_missing_lease_fails_with_how_to_create_it_and_nothing_is_created(h: Harness) -> None:
-    seed(h, 3)
+    h.seed(3)
     h.kube.delete_object("leases", NAMESPACE, LEASE)
     assert h.run() == 2  # the install creates it: a retry cannot help
-    msg = one_error(h)
+    msg = h.one_error()
     assert f"Lease {NAMESPACE}/{LEASE} does not exist" in msg and "kubectl apply -f cronjob.yaml" in msg
     assert h.kube.get_object("leases", NAMESPACE, LEASE) is None
     assert not [r for r in h.kube.requests if r[0] != "GET"]
@@ -63,9 +45,9 @@ def test_missing_lease_fails_with_how_to_create_it_and_nothing_is_created(h: Har
 
 
 def test_missing_namespace_is_one_line_that_names_it_with_exit_2(h: Harness) -> None:
-    seed(h, 3)
+    h.seed(3)
     assert h.run("run", "--namespace", "nope", state="configmap://nope/loki-event-sync-checkpoint") == 2
-    msg = one_error(h)
+    msg = h.one_error()
     assert "Lease nope/loki-event-sync does not exist (or namespace nope does not: check --namespace)" in msg
     assert not [r for r in h.kube.requests if r[0] != "GET"]
 
@@ -80,7 +62,7 @@ def test_html_from_the_api_server_is_one_line_with_the_status_and_no_page(
         h = Harness(unused, loki, tmp_path)
         h.kubeconfig = page.write_kubeconfig(str(tmp_path / "kc-web"))
         assert h.run() == 1
-        msg = one_error(h)
+        msg = h.one_error()
         assert "<" not in h.stderr and "nginx" not in h.stderr
         assert f"Lease {NAMESPACE}/{LEASE}" in msg and "HTML page titled '502 Bad Gateway'" in msg
         if status != 200:
@@ -94,7 +76,7 @@ def test_status_through_an_html_page_fails_in_one_line(loki: LokiDouble, tmp_pat
         h = Harness(unused, loki, tmp_path)
         h.kubeconfig = page.write_kubeconfig(str(tmp_path / "kc-web"))
         assert h.run(raw=["status", "--kubeconfig", h.kubeconfig]) == 1
-        msg = one_error(h)
+        msg = h.one_error()
         assert msg.startswith("status failed: cannot read checkpoint") and "HTTP 502: Bad Gateway" in msg
         assert "<" not in h.stderr
 
@@ -117,7 +99,7 @@ def test_token_with_a_line_break_inside_is_exit_2_and_never_printed(
             (tmp_path / "token").write_text(token, newline="")
             kube.write_kubeconfig(h.kubeconfig, token_file=tmp_path / "token")
         assert h.run() == 2
-        msg = one_error(h)
+        msg = h.one_error()
         assert "line break" in msg
         out = h.stdout + h.stderr
         assert SECRET not in out and "second-half-XYZ" not in out
@@ -127,12 +109,11 @@ def test_token_with_a_line_break_inside_is_exit_2_and_never_printed(
 def test_token_file_with_surrounding_whitespace_works_on_every_request_as_with_kubectl(
         loki: LokiDouble, tmp_path: Path) -> None:
     with KubeAPI(token=SECRET) as kube:
-        kube.put_object("leases", {"metadata": {"name": LEASE, "namespace": NAMESPACE}, "spec": {}})
-        kube.put_object("configmaps", {"metadata": {"name": "loki-event-sync-checkpoint", "namespace": NAMESPACE}})
+        install(kube)
         h = Harness(kube, loki, tmp_path)
         (tmp_path / "token").write_text(f"  {SECRET}\n")  # kube-apiserver would refuse "Bearer   tok"
         kube.write_kubeconfig(h.kubeconfig, token_file=tmp_path / "token")
-        seed(h, 120)  # three pages: many requests, each must carry the stripped token
+        h.seed(120)  # three pages: many requests, each must carry the stripped token
         assert h.run() == 0, h.stderr
         assert h.summary()["lines"] == 120
         assert len(kube.requests) > 5
@@ -210,7 +191,7 @@ def holder_of(kube: KubeAPI) -> str:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("order", ["write-lands-first", "look-comes-first"])
 def test_sigterm_while_the_lease_write_is_in_flight_never_leaves_it_held(order: str, h: Harness) -> None:
-    seed(h, 5)
+    h.seed(5)
     term = TermDuringAcquire(h.kube, order)
     h.kube.on_request = term
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -236,7 +217,7 @@ def test_sigterm_while_the_lease_write_is_in_flight_never_leaves_it_held(order: 
 
 
 def test_a_gitops_label_added_mid_run_does_not_cost_the_lease(h: Harness) -> None:
-    seed(h, 60)
+    h.seed(60)
     done: list[bool] = []
 
     def relabel(method: str, path: str) -> None:
@@ -257,7 +238,7 @@ def test_a_gitops_label_added_mid_run_does_not_cost_the_lease(h: Harness) -> Non
 
 
 def test_a_label_added_between_reading_and_taking_the_lease_does_not_skip_the_run(h: Harness) -> None:
-    seed(h, 4)
+    h.seed(4)
     done: list[bool] = []
 
     def relabel(method: str, path: str) -> None:

@@ -2,7 +2,6 @@
 dumps that are what they claim, and checkpoints that are refused before they can do harm."""
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import random
@@ -10,33 +9,16 @@ import struct
 import tracemalloc
 import uuid
 import zlib
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from job.checkpointing import fit
+from job.checkpointing import advance_list_rv, fit
 from job.dedupe import NS, Ledger
 from job.summary import Summary
 from state.base import MAGIC, Checkpoint, CheckpointCorrupt, decode, encode
-from tests.conftest import NAMESPACE, Harness, legacy_event, now, rfc, series_event
-
-CM = "loki-event-sync-checkpoint"
-
-
-def checkpoint_bytes(h: Harness) -> bytes | None:
-    cm = h.kube.get_object("configmaps", NAMESPACE, CM) or {}
-    blob = (cm.get("binaryData") or {}).get("checkpoint")
-    return base64.b64decode(blob) if blob else None
-
-
-def put_checkpoint(h: Harness, data: bytes) -> str:
-    blob = base64.b64encode(data).decode()
-    meta = {"name": CM, "namespace": NAMESPACE}
-    h.kube.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-                                     "binaryData": {"checkpoint": blob}})
-    return blob
+from tests.conftest import CM, NAMESPACE, Harness, legacy_event, now, rfc, series_event
 
 
 def skewed(name: str, *, by: dt.timedelta | None = None, at: dt.datetime | None = None, count: int = 1,
@@ -46,12 +28,6 @@ def skewed(name: str, *, by: dt.timedelta | None = None, at: dt.datetime | None 
     e = legacy_event(name, count=count, last=reported)
     e["metadata"]["creationTimestamp"] = rfc(created or now())
     return e
-
-
-def assert_each_once(h: Harness) -> None:
-    shipped = h.shipped()
-    assert not [p for p, c in Counter(shipped).items() if c > 1], "duplicated in Loki"
-    assert h.visible() <= set(shipped), f"lost: {sorted(h.visible() - set(shipped))[:5]}"
 
 
 def skew_entries(h: Harness) -> list[Any]:
@@ -69,7 +45,7 @@ def test_one_event_two_hours_ahead_does_not_stop_the_next_twenty_from_shipping(h
     assert h.run() == 0, h.stderr
     s = h.summary()
     assert (s["new"], s["lines"], s["before_horizon"], s["rejected"]) == (20, 20, 0, 0)
-    assert_each_once(h)
+    h.assert_each_once()
     (ahead,) = skew_entries(h)  # it landed too, once, at a time Loki accepts
     assert ahead.ts <= (now() + dt.timedelta(minutes=5)).timestamp() * NS
     assert json.loads(ahead.line)["lastTimestamp"] > rfc(now() + dt.timedelta(hours=1))  # its own time kept
@@ -82,12 +58,12 @@ def test_an_event_dated_2100_ships_once_and_the_checkpoint_stays_usable(h: Harne
     assert h.summary()["rejected"] == 0 and len(skew_entries(h)) == 2
     assert "clock_skew" in h.summary() and h.summary()["clock_skew"] == 2
     assert "check the clocks of the nodes" in h.stderr  # said once, as a warning
-    cp = decode(checkpoint_bytes(h) or b"", "x", now_ns=int(now().timestamp()) * NS)
+    cp = decode(h.checkpoint_bytes() or b"", "x", now_ns=int(now().timestamp()) * NS)
     assert cp.watermark_ns <= (now() + dt.timedelta(minutes=5)).timestamp() * NS  # not poisoned
     h.kube.put_event(legacy_event("after.1"))
     assert h.run() == 0
     assert h.summary()["new"] == 1 and h.summary()["duplicates"] == 2
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 # --- issue 9, finding 2: a node clock more than ~92 min behind was never shipped ---------------------
@@ -107,7 +83,7 @@ def test_events_from_a_node_clock_far_behind_land_in_loki_once(h: Harness) -> No
     h.kube.put_event(dict(recurring, count=2, lastTimestamp=rfc(two_hours_behind)))
     assert h.run() == 0
     assert (h.summary()["new"], h.summary()["rejected"]) == (1, 0)
-    assert_each_once(h)
+    h.assert_each_once()
     assert all(e.ts >= (now() - dt.timedelta(hours=1)).timestamp() * NS for e in skew_entries(h))
 
 
@@ -123,7 +99,7 @@ def test_a_crash_re_sends_skewed_entries_identically_so_loki_drops_the_copies(h:
     assert h.run() == 0
     assert h.summary()["lines"] == 3 and h.loki.duplicate_entries == 3  # identical: Loki dropped them
     assert sorted((e.ts, e.line) for e in h.loki.entries()) == before
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 # --- forgetting: by absence from a complete list, never by an event's own time ----------------------
@@ -150,7 +126,7 @@ def test_a_field_selector_change_never_forgets_events_outside_the_new_selector(h
     assert h.summary()["pruned"] == 0  # recorded under another scope: absence proves nothing
     assert h.run() == 0  # the selector is gone again: the Normal event is still a duplicate
     assert (h.summary()["duplicates"], h.summary()["lines"]) == (2, 0)
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 def test_a_dump_never_forgets_what_the_api_still_holds(h: Harness, tmp_path: Path) -> None:
@@ -198,13 +174,24 @@ def test_size_limit_drops_the_entries_recorded_longest_ago_and_never_reships_the
 def test_a_list_older_than_the_checkpoints_forgets_nothing() -> None:
     cp = Checkpoint(ledger={"a": (1, 100), "b": (1, 100)}, list_rv="500", listed_ns=100 * NS)
     ledger = Ledger(cp, ttl_s=3600, now_ns=200 * NS)
-    ledger.list_rv = "400"  # served from a cache that has not seen "b" yet
     ledger.consider("a", 1, 150 * NS)
-    assert ledger.finish(complete=True) == 0 and set(cp.ledger) == {"a", "b"}
+    # served from a cache that has not seen "b" yet
+    assert ledger.finish(complete=True, list_rv="400") == 0 and set(cp.ledger) == {"a", "b"}
     ledger = Ledger(cp, ttl_s=3600, now_ns=300 * NS)
-    ledger.list_rv = "600"
     ledger.consider("a", 1, 150 * NS)
-    assert ledger.finish(complete=True) == 1 and set(cp.ledger) == {"a"} and cp.list_rv == "600"
+    assert ledger.finish(complete=True, list_rv="600") == 1 and set(cp.ledger) == {"a"}
+
+
+def test_the_next_runs_list_floor_only_moves_forward() -> None:
+    cp = Checkpoint(list_rv="500")
+    advance_list_rv(cp, "400")  # a stale cache's list must not lower the floor
+    assert cp.list_rv == "500"
+    advance_list_rv(cp, "")
+    assert cp.list_rv == "500"
+    advance_list_rv(cp, "600")
+    assert cp.list_rv == "600"
+    advance_list_rv(cp, "opaque-rv")  # not an etcd revision: taken as the API allows
+    assert cp.list_rv == "opaque-rv"
 
 
 def test_a_complete_list_forgets_only_loaded_entries_it_did_not_list() -> None:
@@ -276,9 +263,9 @@ def test_a_single_event_dump_ships(h: Harness, tmp_path: Path) -> None:
 def test_a_dump_of_something_else_is_exit_2_saying_what_it_holds(h: Harness, tmp_path: Path, doc: Any,
                                                                   says: str) -> None:
     assert h.run("run", "--from-file", dump(tmp_path, doc)) == 2
-    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
-    assert len(errors) == 1 and says in errors[0] and "kubectl get events -A -o json" in errors[0]
-    assert h.loki.pushes == 0 and checkpoint_bytes(h) is None
+    msg = h.one_error()
+    assert says in msg and "kubectl get events -A -o json" in msg
+    assert h.loki.pushes == 0 and h.checkpoint_bytes() is None
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
@@ -348,10 +335,10 @@ def test_a_checkpoint_that_would_inflate_far_beyond_its_entries_is_refused_befor
 def test_a_checkpoint_bomb_fails_the_run_with_one_line_and_leaves_the_checkpoint_as_it_was(h: Harness) -> None:
     data = bomb(BOMB, BOMB // 24)  # a header that agrees with what the body inflates to
     assert len(data) < BOMB // 512
-    blob = put_checkpoint(h, data)
+    blob = h.put_checkpoint(data)
     assert h.run() == 1
-    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
-    assert len(errors) == 1 and "corrupt" in errors[0] and "entries cannot fit" in errors[0]
+    msg = h.one_error()
+    assert "corrupt" in msg and "entries cannot fit" in msg
     assert (h.kube.get_object("configmaps", NAMESPACE, CM) or {})["binaryData"]["checkpoint"] == blob  # untouched
     assert h.loki.pushes == 0
 
@@ -373,10 +360,10 @@ def patch_header(data: bytes, **fields: Any) -> bytes:
 def test_a_checkpoint_with_impossible_times_is_corrupt_and_left_untouched(h: Harness, field: str, value: int) -> None:
     h.kube.put_event(legacy_event("a.1"))
     cp = Checkpoint(ledger={str(uuid.uuid4()): (1, int(now().timestamp()))}, last_run={})
-    blob = put_checkpoint(h, patch_header(encode(cp), **{field: value}))
+    blob = h.put_checkpoint(patch_header(encode(cp), **{field: value}))
     assert h.run() == 1
-    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
-    assert len(errors) == 1 and "corrupt" in errors[0] and "years of now" in errors[0], errors
+    msg = h.one_error()
+    assert "corrupt" in msg and "years of now" in msg, h.stderr
     assert (h.kube.get_object("configmaps", NAMESPACE, CM) or {})["binaryData"]["checkpoint"] == blob
     assert h.loki.pushes == 0
 
@@ -398,10 +385,10 @@ def test_a_checkpoint_from_0_1_loads_and_nothing_it_holds_is_shipped_again(h: Ha
     e = h.kube.put_event(legacy_event("known.1", count=3))
     h.kube.put_event(legacy_event("unknown.1"))
     t = int(now().timestamp())
-    put_checkpoint(h, v1_checkpoint({e["metadata"]["uid"]: (3, t)}, t))
+    h.put_checkpoint(v1_checkpoint({e["metadata"]["uid"]: (3, t)}, t))
     assert h.run() == 0, h.stderr
     assert (h.summary()["duplicates"], h.summary()["new"]) == (1, 1)
-    assert decode(checkpoint_bytes(h) or b"", "x")  # written back in the current format
+    assert decode(h.checkpoint_bytes() or b"", "x")  # written back in the current format
 
 
 def test_decode_bounds_counts_to_int32_and_refuses_a_count_of_zero() -> None:
@@ -417,16 +404,16 @@ def test_a_0_1_checkpoint_poisoned_by_a_future_event_is_corrupt_not_a_silent_sto
     # skipped everything after it. Such a checkpoint is refused (exit 1, untouched), not obeyed.
     h.kube.put_event(legacy_event("a.1"))
     t = 4_102_444_800  # 2100-01-01
-    blob = put_checkpoint(h, v1_checkpoint({str(uuid.uuid4()): (1, t)}, t))
+    blob = h.put_checkpoint(v1_checkpoint({str(uuid.uuid4()): (1, t)}, t))
     assert h.run() == 1
-    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
-    assert len(errors) == 1 and "years of now" in errors[0] and "--reset-checkpoint" in errors[0]
+    msg = h.one_error()
+    assert "years of now" in msg and "--reset-checkpoint" in msg
     assert (h.kube.get_object("configmaps", NAMESPACE, CM) or {})["binaryData"]["checkpoint"] == blob
     assert h.run("run", "--reset-checkpoint") == 0 and h.summary()["lines"] == 1
 
 
 def test_status_refuses_a_checkpoint_with_impossible_times_as_a_run_does(h: Harness) -> None:
     cp = Checkpoint(ledger={str(uuid.uuid4()): (1, int(now().timestamp()))}, last_run={})
-    put_checkpoint(h, patch_header(encode(cp), prune_horizon_ns=4_102_444_800 * NS))
+    h.put_checkpoint(patch_header(encode(cp), prune_horizon_ns=4_102_444_800 * NS))
     assert h.run(raw=["status", "--kubeconfig", h.kubeconfig, "--state", f"configmap://{NAMESPACE}/{CM}"]) == 1
     assert "years of now" in h.stderr and "Traceback" not in h.stderr

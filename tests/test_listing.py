@@ -63,14 +63,6 @@ def _namespaced_rbac(h: Harness, namespaces: tuple[str, ...]) -> None:
     _as_service_account(h, *objects)
 
 
-def _checkpoint(h: Harness) -> Any:
-    return (h.kube.get_object("configmaps", NAMESPACE, "loki-event-sync-checkpoint") or {}).get("binaryData")
-
-
-def _errors(h: Harness) -> list[str]:
-    return [r["msg"] for r in h.logs() if r.get("level") == "error"]
-
-
 # ------------------------------------------------------------------------------ namespace-scoped
 
 
@@ -110,24 +102,24 @@ def test_event_namespaces_page_each_namespace_and_come_from_the_environment(h: H
 def test_cluster_wide_list_without_the_cluster_role_exits_2_with_one_line_saying_what_to_do(h: Harness) -> None:
     _seed(h)
     _namespaced_rbac(h, ("team-a",))
-    before = _checkpoint(h)
+    before = h.checkpoint_bytes()
     assert h.run("run") == 2
-    (error,) = _errors(h)
+    (error,) = h.errors()
     assert (f'events is forbidden: User "{SA}" cannot list resource "events" in API group "" at the cluster scope'
             in error)
     assert "--event-namespaces" in error and "ClusterRole" in error
     assert "Traceback" not in h.stderr and "sa-token" not in h.stderr
-    assert h.loki.entries() == [] and _checkpoint(h) == before
+    assert h.loki.entries() == [] and h.checkpoint_bytes() == before
 
 
 def test_a_namespace_without_a_role_exits_2_naming_it(h: Harness) -> None:
     _seed(h)
     _namespaced_rbac(h, ("team-a",))
-    before = _checkpoint(h)
+    before = h.checkpoint_bytes()
     assert h.run("run", "--event-namespaces", "team-a,team-c") == 2
-    (error,) = _errors(h)
+    (error,) = h.errors()
     assert 'in the namespace "team-c"' in error and "--event-namespaces" in error
-    assert _checkpoint(h) == before
+    assert h.checkpoint_bytes() == before
 
 
 def test_a_bad_namespace_name_is_a_usage_error(h: Harness) -> None:
@@ -141,12 +133,12 @@ def test_a_bad_namespace_name_is_a_usage_error(h: Harness) -> None:
 def test_a_repeated_continue_token_fails_the_run_instead_of_listing_forever(h: Harness) -> None:
     _seed(h, per=60)
     h.kube.repeat_continue(10_000)
-    before = _checkpoint(h)
+    before = h.checkpoint_bytes()
     assert h.run("run") == 1
-    (error,) = _errors(h)
+    (error,) = h.errors()
     assert "same continue token twice" in error
     assert len([p for _, p in h.kube.requests if "/events" in p]) == 2  # the first page, then the echoed token
-    assert _checkpoint(h) == before
+    assert h.checkpoint_bytes() == before
 
 
 # ------------------------------------------------------------------------------ the watch cache

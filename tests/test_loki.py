@@ -9,7 +9,6 @@ import pytest
 from tests.conftest import Harness, legacy_event, now, series_event
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
-from tests.test_sync import checkpoint_bytes
 
 
 def _run_against(h: Harness, loki: LokiDouble, *extra: str, env: dict[str, str] | None = None) -> int:
@@ -104,52 +103,38 @@ def test_the_json_line_of_the_seed_example_is_stable_to_the_byte() -> None:
 # --- what counts as an acknowledgement (issue 9) ---------------------------------------------------
 
 
-def _errors(h: Harness) -> list[str]:
-    return [r["msg"] for r in h.logs() if r["level"] == "error"]
-
-
-def _one_error(h: Harness) -> str:
-    errs = _errors(h)
-    assert len(errs) == 1 and "Traceback" not in h.stderr, h.stderr
-    return errs[0]
-
-
-def _seed(h: Harness, n: int, prefix: str = "ev", ns: str = "default", **kw: object) -> list[dict[str, object]]:
-    return [h.kube.put_event(legacy_event(f"{prefix}-{i}.{i:x}", ns=ns, **kw)) for i in range(n)]  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("status", [307, 308])
 def test_a_redirect_to_another_host_fails_naming_only_that_host_and_nothing_reaches_it(
         h: Harness, status: int) -> None:
-    _seed(h, 3)
+    h.seed(3)
     with LokiDouble(tenant_required=True) as elsewhere:
         target = f"{elsewhere.url}/loki/api/v1/push?sig=token-in-query-Zq81"
         h.loki.fail_next(status, body="", location=target)
         env = {"LOKI_EVENT_SYNC_LOKI_USERNAME": "bob", "LOKI_EVENT_SYNC_LOKI_PASSWORD": "pw-redirect-9x"}
         assert h.run("run", "--tenant", "team-a", env=env) == 1
-        msg = _one_error(h)
+        msg = h.one_error()
         assert f"answered {status}, a redirect to {elsewhere.url}" in msg and "--loki-url" in msg
         assert "token-in-query" not in h.stderr + h.stdout
         assert elsewhere.pushes == 0 and elsewhere.tenants_seen == set()  # credentials and tenant stayed home
-    assert checkpoint_bytes(h) is None and h.clock.sleeps == []  # not retried, nothing saved
+    assert h.checkpoint_bytes() is None and h.clock.sleeps == []  # not retried, nothing saved
 
 
 def test_a_200_with_a_login_page_is_not_an_acknowledgement(h: Harness) -> None:
-    _seed(h, 4)
+    h.seed(4)
     h.loki.fail_next(200, body="<html><body>Sign in to continue</body></html>", content_type="text/html")
     assert h.run() == 1
-    msg = _one_error(h)
+    msg = h.one_error()
     assert "answered 200 with a text/html instead of 204 No Content" in msg and "login page" in msg
-    assert checkpoint_bytes(h) is None
+    assert h.checkpoint_bytes() is None
     assert h.run() == 0  # the real Loki answers now: everything lands, once
     assert len(h.loki.entries()) == 4 and h.loki.duplicate_entries == 0
 
 
 def test_a_2xx_with_an_empty_body_still_counts_as_an_acknowledgement(h: Harness) -> None:
-    _seed(h, 2)
+    h.seed(2)
     h.loki.fail_next(200, body="")  # a proxy that turns 204 into 200 but adds nothing
     assert h.run() == 0  # the double stored nothing for that push, but the client cannot know
-    assert checkpoint_bytes(h) is not None
+    assert h.checkpoint_bytes() is not None
 
 
 # --- entry rejections vs request rejections (issue 9) ------------------------------------------------
@@ -162,32 +147,32 @@ def test_structured_metadata_on_a_loki_that_disallows_it_fails_the_run_with_loki
         kube: KubeAPI, tmp_path: Path) -> None:
     with LokiDouble(allow_structured_metadata=False) as loki:
         h = Harness(kube, loki, tmp_path)
-        _seed(h, 5)
+        h.seed(5)
         assert h.run("run", "--structured-metadata") == 1
-        msg = _one_error(h)
+        msg = h.one_error()
         assert "refused the whole request (400)" in msg
         assert "includes structured metadata, but this feature is disallowed" in msg
         assert "turn off --structured-metadata" in msg and "\n" not in msg
-        assert checkpoint_bytes(h) is None and h.clock.sleeps == []
+        assert h.checkpoint_bytes() is None and h.clock.sleeps == []
         assert h.run() == 0 and len(loki.entries()) == 5  # without it, everything lands
 
 
 def test_a_malformed_request_400_fails_the_run_and_saves_nothing(h: Harness) -> None:
-    _seed(h, 3)
+    h.seed(3)
     h.loki.fail_next(400, body="loghttp.PushRequest.Streams: ReadArray: expect [ or n, but found {")
     assert h.run() == 1
-    msg = _one_error(h)
+    msg = h.one_error()
     assert "refused the whole request (400): loghttp.PushRequest.Streams: ReadArray" in msg
-    assert checkpoint_bytes(h) is None
+    assert h.checkpoint_bytes() is None
 
 
 def test_a_run_in_which_loki_accepted_nothing_fails_and_saves_nothing(h: Harness) -> None:
-    _seed(h, 4)
+    h.seed(4, ns="default")
     h.loki.reject_matching("")  # every line: Loki refuses each entry, one by one
     assert h.run() == 1
-    msg = _one_error(h)
+    msg = h.one_error()
     assert "accepted none of the 4 entries it was sent" in msg and "reject_matching" in msg
-    assert "user 'fake'" not in msg and checkpoint_bytes(h) is None
+    assert "user 'fake'" not in msg and h.checkpoint_bytes() is None
 
 
 # --- failures retrying cannot fix fail at once (issue 9) ---------------------------------------------
@@ -229,9 +214,9 @@ def test_an_untrusted_tls_certificate_fails_at_once_as_a_certificate_problem(
     cert, key = _self_signed(tmp_path)
     with LokiDouble(tls=(cert, key)) as loki:
         h = Harness(kube, loki, tmp_path)
-        _seed(h, 3)
+        h.seed(3)
         assert h.run("run", "--retry-budget", "2m") == 1
-        msg = _one_error(h)
+        msg = h.one_error()
         assert "certificate verify failed" in msg and "a certificate problem" in msg and "--loki-ca-file" in msg
         assert h.clock.sleeps == [] and h.summary()["retries"] == 0  # not retried for the budget
         assert h.run("run", "--loki-ca-file", cert) == 0, h.stderr  # trusting its CA is the fix
@@ -239,11 +224,11 @@ def test_an_untrusted_tls_certificate_fails_at_once_as_a_certificate_problem(
 
 
 def test_a_404_on_the_push_path_fails_at_once_saying_the_url_is_wrong(h: Harness) -> None:
-    _seed(h, 2)
+    h.seed(2)
     args = h.args("run")
     args[args.index("--loki-url") + 1] = h.loki.url + "/wrong/prefix"
     assert h.run(raw=args) == 1
-    msg = _one_error(h)
+    msg = h.one_error()
     assert "answered 404: there is no push API at this URL" in msg and "--loki-url" in msg
     assert h.clock.sleeps == []
 
@@ -256,7 +241,7 @@ def test_a_404_on_the_push_path_fails_at_once_saying_the_url_is_wrong(h: Harness
                                           ("/loki/api/v1/push", "the full push URL given"),
                                           ("/loki/api/v1/push/", "the full push URL given")])
 def test_loki_url_takes_the_base_or_the_full_push_url_and_says_which(h: Harness, suffix: str, form: str) -> None:
-    _seed(h, 3)
+    h.seed(3)
     args = h.args("run")
     args[args.index("--loki-url") + 1] = h.loki.url + suffix
     assert h.run(raw=args) == 0, h.stderr
@@ -322,7 +307,7 @@ def test_a_bearer_token_file_with_a_line_break_inside_is_exit_2(tmp_path: Path) 
 def test_basic_auth_echoed_back_by_a_gateway_is_redacted_in_every_encoding(h: Harness) -> None:
     import base64
 
-    _seed(h, 2)
+    h.seed(2)
     user, password = "svc", "pw-echo-7Hq2"
     b64 = base64.b64encode(f"{user}:{password}".encode()).decode()
     h.loki.fail_next(403, body=f"denied. Request headers: Authorization: Basic {b64}; X-Scope-OrgID: t7")
@@ -330,20 +315,20 @@ def test_basic_auth_echoed_back_by_a_gateway_is_redacted_in_every_encoding(h: Ha
                                                 "LOKI_EVENT_SYNC_LOKI_PASSWORD": password}) == 1
     out = h.stdout + h.stderr
     assert b64 not in out and password not in out and "X-Scope-OrgID: t7" not in out
-    assert "refused the push with 403" in _one_error(h)
+    assert "refused the push with 403" in h.one_error()
 
 
 def test_a_tenant_is_never_printed_whatever_its_length(kube: KubeAPI, tmp_path: Path) -> None:
     with LokiDouble(tenant_required=True) as loki:
         h = Harness(kube, loki, tmp_path)
-        _seed(h, 2)
+        h.seed(2)
         assert h.run("run", "--tenant", "ab") == 0
         start = next(json.loads(r["config"]) for r in h.logs() if "config" in r)
         assert start["tenant"] == "***" and loki.tenants_seen == {"ab"}
-        _seed(h, 2, prefix="more")
+        h.seed(2, prefix="more")
         loki.refuse_tenant("ab", 403)  # the gateway's answer names the tenant
         assert h.run("run", "--tenant", "ab") == 1
-        msg = _one_error(h)
+        msg = h.one_error()
         assert "refused the push with 403" in msg and "'ab'" not in msg and "'***'" in msg
 
 
@@ -357,10 +342,10 @@ def test_a_bearer_token_rotated_mid_run_is_redacted_too(h: Harness, tmp_path: Pa
             token.write_text(rotated + "\n")  # the projected token is renewed while the run lists
 
     h.kube.on_request = rotate
-    _seed(h, 2)
+    h.seed(2)
     h.loki.fail_next(401, body=f"token {rotated} has expired")  # a gateway that quotes what it got
     assert h.run("run", "--loki-bearer-token-file", str(token)) == 1
-    assert rotated not in h.stdout + h.stderr and "refused the push with 401: token *** has expired" in _one_error(h)
+    assert rotated not in h.stdout + h.stderr and "refused the push with 401: token *** has expired" in h.one_error()
 
 
 # --- SIGTERM while Loki makes the job wait (issue 9) ---------------------------------------------------
@@ -375,7 +360,7 @@ def test_sigterm_while_waiting_out_a_long_retry_after_ends_the_run_and_releases_
 
     from tests.conftest import NAMESPACE
 
-    _seed(h, 4)
+    h.seed(4)
     # Loki is down and asks for 5 minutes; the budget allows the wait, so without an interruptible
     # retry the job would sit out 300 s (and a pod's 30 s grace) before noticing the signal.
     h.loki.fail_next(503, times=50, retry_after="300", body="overloaded")
@@ -398,7 +383,7 @@ def test_sigterm_while_waiting_out_a_long_retry_after_ends_the_run_and_releases_
     assert h.loki.pushes == 1  # no retry after the signal
     lease = h.kube.get_object("leases", NAMESPACE, "loki-event-sync")
     assert lease is not None and lease["spec"]["holderIdentity"] == ""  # released on the way out
-    assert checkpoint_bytes(h) is None
+    assert h.checkpoint_bytes() is None
 
 
 # --- tenant routing (issue 11) ----------------------------------------------------------------------
@@ -412,7 +397,7 @@ def test_tenant_map_sends_each_namespace_to_its_tenant_in_its_own_requests(kube:
     with LokiDouble(tenant_required=True) as loki:
         h = Harness(kube, loki, tmp_path)
         for ns in ("team-a-web", "team-a-db", "shop", "kube-system"):
-            _seed(h, 2, prefix=ns, ns=ns)
+            h.seed(2, prefix=ns, ns=ns)
         assert h.run("run", "--tenant", "ops", "--tenant-map", r"team-a-.*=team-a,sh.{1\,3}=shop,team-a-db=never") == 0
         assert _by_tenant(loki, "team-a") == {"team-a-web", "team-a-db"}  # first match wins
         assert _by_tenant(loki, "shop") == {"shop"}  # \, is the comma of the quantifier
@@ -429,14 +414,14 @@ def test_a_403_for_one_tenant_fails_unsaved_and_the_next_run_resends_with_loki_d
         kube: KubeAPI, tmp_path: Path) -> None:
     with LokiDouble(tenant_required=True) as loki:
         h = Harness(kube, loki, tmp_path)
-        _seed(h, 3, prefix="a", ns="a-ok")
-        _seed(h, 2, prefix="z", ns="z-refused")
+        h.seed(3, prefix="a", ns="a-ok")
+        h.seed(2, prefix="z", ns="z-refused")
         loki.refuse_tenant("t-refused", 403)
         flags = ("--tenant", "t-ok", "--tenant-map", "z-.*=t-refused")
         assert h.run("run", *flags) == 1
-        msg = _one_error(h)
+        msg = h.one_error()
         assert "refused the push with 403" in msg and "--tenant-map" in msg and "t-refused" not in msg
-        assert checkpoint_bytes(h) is None
+        assert h.checkpoint_bytes() is None
         assert len(loki.entries("t-ok")) == 3  # the other tenant's batch was already accepted
         loki.refuse_tenant("t-refused", 0)  # the credential may write there now
         assert h.run("run", *flags) == 0, h.stderr
@@ -456,7 +441,7 @@ def test_tenant_label_on_a_namespace_names_its_tenant_and_beats_the_map(kube: Ku
         _namespace(h, "mapped", {"example.com/loki-tenant": "team-label"})
         _namespace(h, "plain", {"app": "x"})
         for ns in ("web", "mapped", "plain"):
-            _seed(h, 2, prefix=ns, ns=ns)
+            h.seed(2, prefix=ns, ns=ns)
         assert h.run("run", "--tenant", "ops", "--tenant-map", "mapped=team-map",
                      "--tenant-label", "example.com/loki-tenant") == 0, h.stderr
         assert _by_tenant(loki, "team-web") == {"web"}
@@ -467,12 +452,12 @@ def test_tenant_label_on_a_namespace_names_its_tenant_and_beats_the_map(kube: Ku
 def test_tenant_label_without_list_on_namespaces_names_the_missing_permission(kube: KubeAPI, tmp_path: Path) -> None:
     with LokiDouble(tenant_required=True) as loki:
         h = Harness(kube, loki, tmp_path)
-        _seed(h, 2)
+        h.seed(2)
         kube.forbid("list", "namespaces")
         assert h.run("run", "--tenant", "ops", "--tenant-label", "example.com/loki-tenant") == 1
-        msg = _one_error(h)
+        msg = h.one_error()
         assert "namespaces" in msg and "list" in msg and loki.pushes == 0
-        assert checkpoint_bytes(h) is None
+        assert h.checkpoint_bytes() is None
 
 
 # --- protobuf + snappy, Loki's native push format (issue 13) ----------------------------------------
@@ -516,9 +501,9 @@ def test_a_token_rotated_mid_run_into_one_a_header_cannot_carry_fails_in_one_lin
             token.write_text("token-broken-Qw12\nX-Injected: 1\n")
 
     h.kube.on_request = rotate
-    _seed(h, 2)
+    h.seed(2)
     assert h.run("run", "--loki-bearer-token-file", str(token)) == 1
-    msg = _one_error(h)
+    msg = h.one_error()
     assert "line break" in msg and "token-broken" not in h.stderr and h.loki.pushes == 0
 
 

@@ -18,7 +18,6 @@ from job.lokiclient import SPLIT_BOUND
 from tests.conftest import Harness, legacy_event, now
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LOKI_TEXTS, LOKI_VERSIONS, NS, LokiDouble
-from tests.test_sync import checkpoint_bytes
 
 OLDEST, NEWEST = LOKI_VERSIONS[0], LOKI_VERSIONS[-1]
 STREAM = '{job="loki-event-sync", namespace="default"}'
@@ -108,18 +107,13 @@ def test_a_line_shortened_to_lokis_limit_keeps_its_shape_and_says_what_was_cut()
 # --- against the double, oldest and newest line ----------------------------------------------------
 
 
-def _seed(h: Harness, n: int, prefix: str = "ev", **kw: object) -> None:
-    for i in range(n):
-        h.kube.put_event(legacy_event(f"{prefix}-{i}.{i:x}", **kw))  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("version", [OLDEST, NEWEST])
 def test_a_line_over_lokis_own_limit_lands_truncated_and_the_checkpoint_is_saved(
         kube: KubeAPI, tmp_path: Path, version: str) -> None:
     """issue 17: one 100 KB message among 12 ordinary events, Loki's max_line_size 64 KB."""
     with LokiDouble(max_line_bytes=64 * 1024, loki_version=version) as loki:
         h = Harness(kube, loki, tmp_path)
-        _seed(h, 12)
+        h.seed(12)
         h.kube.put_event(legacy_event("long.1", message="m" * 100_000))
         assert h.run() == 0, h.stderr
         s = h.summary()
@@ -128,7 +122,7 @@ def test_a_line_over_lokis_own_limit_lands_truncated_and_the_checkpoint_is_saved
         assert len(lines) == 13 and loki.duplicate_entries == 0  # the 12 landed once
         (long,) = [x for x in lines if x["name"] == "long"]
         assert long["message"].endswith("bytes]") and "…[truncated " in long["message"]
-        assert checkpoint_bytes(h) is not None
+        assert h.checkpoint_bytes() is not None
         assert h.run() == 0 and h.summary()["lines"] == 0 and len(loki.entries()) == 13
 
 
@@ -137,7 +131,7 @@ def test_an_unknown_400_on_a_partial_rejection_is_split_down_to_the_refused_entr
         kube: KubeAPI, tmp_path: Path, version: str) -> None:
     with LokiDouble(loki_version=version) as loki:
         h = Harness(kube, loki, tmp_path)
-        _seed(h, 12)
+        h.seed(12, ns="default")
         h.kube.put_event(legacy_event("odd.1", message="poison"))
         loki.reject_matching("poison", reason="stream '{stream}' refused by a policy no client knows yet")
         assert h.run() == 0, h.stderr
@@ -145,32 +139,32 @@ def test_an_unknown_400_on_a_partial_rejection_is_split_down_to_the_refused_entr
         assert (s["lines"], s["rejected"]) == (13, 1)
         assert 0 < s["split_requests"] <= SPLIT_BOUND and s["pushes"] == 1 + s["split_requests"]
         names = sorted(json.loads(e.line)["name"] for e in loki.entries())
-        assert names == sorted(f"ev-{i}" for i in range(12))  # each good entry once, Loki dropped the re-sends
+        assert names == sorted(f"pod-{i}" for i in range(12))  # each good entry once, Loki dropped the re-sends
         assert any("rejected 1 of 1" in r["msg"] and "no client knows" in r["msg"] for r in h.logs())
-        assert checkpoint_bytes(h) is not None
+        assert h.checkpoint_bytes() is not None
 
 
 def test_an_unknown_400_every_single_entry_gets_fails_the_run_unsaved(h: Harness) -> None:
-    _seed(h, 5)
+    h.seed(5)
     h.loki.reject_matching("", reason="stream '{stream}' refused by a policy no client knows yet")
     assert h.run() == 1
-    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
-    assert len(errors) == 1 and "refused the whole request (400)" in errors[0] and "every single entry" in errors[0]
-    assert h.summary()["split_requests"] <= SPLIT_BOUND and checkpoint_bytes(h) is None
+    msg = h.one_error()
+    assert "refused the whole request (400)" in msg and "every single entry" in msg
+    assert h.summary()["split_requests"] <= SPLIT_BOUND and h.checkpoint_bytes() is None
 
 
 def test_grouped_entry_rejections_are_counted_exactly_and_the_run_goes_on(kube: KubeAPI, tmp_path: Path) -> None:
     # Loki's clock 20 minutes behind: the 2 events of now are over its 10 minute grace ("too new").
     with LokiDouble(now_ns=lambda: time.time_ns() - 20 * 60 * NS) as loki:
         h = Harness(kube, loki, tmp_path)
-        _seed(h, 10, last=now() - dt.timedelta(minutes=30))
-        _seed(h, 2, prefix="now")
+        h.seed(10, ns="default", last=now() - dt.timedelta(minutes=30))
+        h.seed(2, prefix="now", ns="default")
         assert h.run() == 0, h.stderr
         s = h.summary()
         assert (s["lines"], s["rejected"], s["split_requests"]) == (12, 2, 0)
         warning = next(r["msg"] for r in h.logs() if r["level"] == "warning" and "rejected" in r["msg"])
         assert warning.startswith("Loki rejected 2 of 12 entries (not retried): 2 errors like: entry for stream")
-        assert len(loki.entries()) == 10 and checkpoint_bytes(h) is not None
+        assert len(loki.entries()) == 10 and h.checkpoint_bytes() is not None
 
 
 @pytest.mark.parametrize("version", ["3.0", NEWEST])  # 2.9 has no structured-metadata limits
@@ -183,11 +177,11 @@ def test_structured_metadata_over_lokis_limits_is_dropped_and_the_entry_lands(
         else:
             loki.max_metadata_count = 2
         h = Harness(kube, loki, tmp_path)
-        _seed(h, 3)
+        h.seed(3)
         assert h.run("run", "--structured-metadata") == 0, h.stderr
         s = h.summary()
         assert (s["lines"], s["rejected"], s["metadata_dropped"]) == (3, 0, 3)
-        assert [e.metadata for e in loki.entries()] == [{}, {}, {}] and checkpoint_bytes(h) is not None
+        assert [e.metadata for e in loki.entries()] == [{}, {}, {}] and h.checkpoint_bytes() is not None
 
 
 def test_blocked_ingestion_is_read_in_the_3_2_and_the_main_shape() -> None:

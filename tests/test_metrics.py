@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from job import metrics
 from job.cmd import Config, parse
 from job.summary import Summary
-from tests.conftest import NAMESPACE, Harness, legacy_event, now, rfc
+from tests.conftest import NAMESPACE, Harness, legacy_event, now
 
 
 class Gateway:
@@ -208,8 +208,7 @@ def test_a_successful_run_ends_with_outcome_ok(h: Harness, gateway: Gateway) -> 
 
 def test_a_skipped_run_ends_with_outcome_skipped_and_pushes_no_counts(h: Harness, gateway: Gateway) -> None:
     _seeded(h)
-    h.kube.put_object("leases", {"metadata": {"name": "loki-event-sync", "namespace": NAMESPACE}, "spec": {
-        "holderIdentity": "busy-run", "leaseDurationSeconds": 3600, "renewTime": rfc(now(), micro=True)}})
+    h.put_lease("busy-run", now(), 3600)
     code, s = _ending(h, gateway)
     assert (code, s["outcome"]) == (0, "skipped") and "ledger" not in s
     assert "run skipped: Lease loki-event-sync/loki-event-sync is held by busy-run" in h.logs()[-1]["msg"]

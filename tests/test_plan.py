@@ -179,14 +179,13 @@ def history_row(i: int, *, new: int, cpu_ms: int, duration_ms: int, ledger: int,
 
 
 def seed_cluster(h: Any, history: list[list[int]], ledger_entries: int = 100) -> bytes:
-    from tests.test_ledger import put_checkpoint
 
     rng = random.Random(7)
     now_s = int(NOW.timestamp())
     ledger = {str(uuid.UUID(int=rng.getrandbits(128), version=4)): (1, now_s - rng.randrange(3600))
               for _ in range(ledger_entries)}
     data = encode(Checkpoint(ledger=ledger, last_success_ns=now_s * 10**9, history=history))
-    put_checkpoint(h, data)
+    h.put_checkpoint(data)
     from tests.conftest import legacy_event
 
     for i in range(30):  # 10 of them repeated: count 3

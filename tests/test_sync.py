@@ -10,46 +10,27 @@ import re
 import signal
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 from job.deps import Deps
 from job.main import main
-from tests.conftest import NAMESPACE, STATE, Harness, legacy_event, now, recent_dump, rfc, series_event
+from tests.conftest import CM_PATH, NAMESPACE, STATE, Harness, legacy_event, now, recent_dump, rfc, series_event
 
 ROOT = Path(__file__).resolve().parent.parent
-CM_PATH = rf"/api/v1/namespaces/{NAMESPACE}/configmaps/loki-event-sync-checkpoint"
-
-
-def checkpoint_bytes(h: Harness) -> bytes | None:
-    cm = h.kube.get_object("configmaps", NAMESPACE, "loki-event-sync-checkpoint") or {}
-    blob = (cm.get("binaryData") or {}).get("checkpoint")
-    return base64.b64decode(blob) if blob else None
-
-
-def seed(h: Harness, n: int) -> list[dict]:
-    return [h.kube.put_event(legacy_event(f"pod-{i}.{i:x}", ns=f"ns-{i % 3}")) for i in range(n)]
-
-
-def assert_each_once(h: Harness) -> None:
-    shipped = h.shipped()
-    dupes = [p for p, c in Counter(shipped).items() if c > 1]
-    assert not dupes, f"duplicated in Loki: {dupes[:5]}"
-    assert h.visible() <= set(shipped), f"lost: {sorted(h.visible() - set(shipped))[:5]}"
 
 
 def test_first_run_ships_every_event_once_and_saves_the_checkpoint(h: Harness) -> None:
-    seed(h, 120)
+    h.seed(120)
     assert h.run() == 0, h.stderr
     s = h.summary()
     assert (s["listed"], s["new"], s["lines"], s["pages"]) == (120, 120, 120, 3)
     assert len(h.loki.entries()) == 120
-    assert_each_once(h)
-    assert checkpoint_bytes(h) is not None
+    h.assert_each_once()
+    assert h.checkpoint_bytes() is not None
 
 
 def test_second_run_with_nothing_new_pushes_nothing(h: Harness) -> None:
-    seed(h, 30)
+    h.seed(30)
     assert h.run() == 0
     pushes = h.loki.pushes
     assert h.run() == 0
@@ -58,7 +39,7 @@ def test_second_run_with_nothing_new_pushes_nothing(h: Harness) -> None:
 
 
 def test_count_increment_ships_only_the_delta(h: Harness) -> None:
-    events = seed(h, 5)
+    events = h.seed(5)
     assert h.run() == 0
     bumped = dict(events[2], count=4, lastTimestamp=rfc(now() + dt.timedelta(seconds=2)))
     h.kube.put_event(bumped)
@@ -67,11 +48,11 @@ def test_count_increment_ships_only_the_delta(h: Harness) -> None:
     assert (s["new"], s["duplicates"]) == (1, 4)
     line = json.loads(sorted(h.loki.entries(), key=lambda e: e.ts)[-1].line)
     assert (line["uid"], line["count"], line["new"]) == (bumped["metadata"]["uid"], 4, 3)
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 def test_recreated_event_with_new_uid_and_count_above_one_ships(h: Harness) -> None:
-    (e,) = seed(h, 1)
+    (e,) = h.seed(1)
     assert h.run() == 0
     h.kube.delete_event(e["metadata"]["namespace"], e["metadata"]["name"])
     again = legacy_event(e["metadata"]["name"], ns=e["metadata"]["namespace"], count=2)
@@ -93,37 +74,30 @@ def test_new_style_series_events_use_series_count_and_last_observed_time(h: Harn
 
 
 def test_crash_between_push_and_save_resends_identical_lines_that_loki_drops(h: Harness) -> None:
-    seed(h, 40)
+    h.seed(40)
     h.kube.fail("PATCH", CM_PATH, 500, times=1)  # pushed, then the save fails: as if killed in between
     assert h.run() == 1
-    assert checkpoint_bytes(h) is None
+    assert h.checkpoint_bytes() is None
     assert len(h.loki.entries()) == 40
     assert h.run() == 0
     assert h.summary()["lines"] == 40  # re-sent ...
     assert h.loki.duplicate_entries == 40  # ... and dropped by Loki as exact duplicates
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 def test_a_run_skips_with_exit_0_while_another_holds_the_lease(h: Harness) -> None:
-    seed(h, 3)
+    h.seed(3)
     held = now() + dt.timedelta(seconds=30)
-    h.kube.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                 "metadata": {"name": "loki-event-sync", "namespace": NAMESPACE},
-                                 "spec": {"holderIdentity": "other-run", "leaseDurationSeconds": 60,
-                                          "renewTime": rfc(held, micro=True), "acquireTime": rfc(held, micro=True)}})
+    h.put_lease("other-run", held)
     assert h.run() == 0
     assert "held by other-run" in h.stderr
     assert h.loki.pushes == 0
 
 
 def test_expired_lease_is_taken_over_with_one_more_transition(h: Harness) -> None:
-    seed(h, 3)
+    h.seed(3)
     old = now() - dt.timedelta(minutes=5)
-    h.kube.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                 "metadata": {"name": "loki-event-sync", "namespace": NAMESPACE},
-                                 "spec": {"holderIdentity": "crashed-run", "leaseDurationSeconds": 60,
-                                          "leaseTransitions": 4, "renewTime": rfc(old, micro=True),
-                                          "acquireTime": rfc(old, micro=True)}})
+    h.put_lease("crashed-run", old, leaseTransitions=4)
     assert h.run() == 0
     spec = h.kube.existing("leases", NAMESPACE, "loki-event-sync")["spec"]
     assert spec["leaseTransitions"] == 5
@@ -132,7 +106,7 @@ def test_expired_lease_is_taken_over_with_one_more_transition(h: Harness) -> Non
 
 
 def test_two_runs_started_together_ship_each_event_once(h: Harness) -> None:
-    seed(h, 200)
+    h.seed(200)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen([sys.executable, "-m", "job", *h.args()], cwd=h.tmp, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -140,29 +114,29 @@ def test_two_runs_started_together_ship_each_event_once(h: Harness) -> None:
     assert [p.returncode for p in procs] == [0, 0], results
     lines = [json.loads(line) for _, err in results for line in err.splitlines() if '"summary"' in line]
     assert sum(rec["summary"].get("lines", 0) for rec in lines) == 200  # a skipped run reports no counts
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 def test_loki_down_fails_the_run_keeps_the_checkpoint_and_the_next_run_catches_up(h: Harness) -> None:
-    seed(h, 10)
+    h.seed(10)
     assert h.run() == 0
-    before = checkpoint_bytes(h)
-    seed(h, 15)  # 5 more (names 10..14 are new; 0..9 replaced with fresh uids)
+    before = h.checkpoint_bytes()
+    h.seed(15)  # 5 more (names 10..14 are new; 0..9 replaced with fresh uids)
     args = h.args()
     args[args.index("--loki-url") + 1] = "http://127.0.0.1:9"  # discard port: nothing listens
     assert h.run(raw=args) == 1
     assert "cannot reach Loki at http://127.0.0.1:9" in h.stderr
-    assert checkpoint_bytes(h) == before
+    assert h.checkpoint_bytes() == before
     assert h.run() == 0
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 def test_429_then_success_is_retried_and_ships_once(h: Harness) -> None:
-    seed(h, 10)
+    h.seed(10)
     h.loki.fail_next(429, times=2, retry_after="0")
     assert h.run() == 0
     assert h.summary()["retries"] == 2
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 def test_partial_400_counts_rejects_and_still_saves(h: Harness) -> None:
@@ -177,36 +151,32 @@ def test_partial_400_counts_rejects_and_still_saves(h: Harness) -> None:
 
 
 def test_410_in_the_middle_of_a_list_restarts_and_loses_nothing(h: Harness) -> None:
-    seed(h, 180)
+    h.seed(180)
     h.kube.expire_continue_after(2)
     assert h.run() == 0
     assert h.summary()["pages"] > 4
     assert "expired" in h.stderr
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 def test_configmap_409_fails_without_overwriting_and_the_next_run_catches_up(h: Harness) -> None:
-    seed(h, 8)
+    h.seed(8)
     h.kube.fail("PATCH", CM_PATH, 409, times=1)
     assert h.run() == 1
     assert "changed by someone else" in h.stderr
-    assert checkpoint_bytes(h) is None
+    assert h.checkpoint_bytes() is None
     assert h.run() == 0
-    assert_each_once(h)
+    h.assert_each_once()
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_is_never_overwritten(h: Harness) -> None:
-    seed(h, 4)
-    junk = base64.b64encode(b"LESC\x01\x00\x00\x00\x05{not json").decode()
-    h.kube.put_object("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                     "metadata": {"name": "loki-event-sync-checkpoint", "namespace": NAMESPACE},
-                                     "binaryData": {"checkpoint": junk}})
+    h.seed(4)
+    junk = h.put_checkpoint(b"LESC\x01\x00\x00\x00\x05{not json")
     assert h.run() == 1
-    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
-    assert len(errors) == 1 and "configmap://loki-event-sync/loki-event-sync-checkpoint" in errors[0]
-    assert "--reset-checkpoint" in errors[0] and "Traceback" not in h.stderr
+    msg = h.one_error()
+    assert "configmap://loki-event-sync/loki-event-sync-checkpoint" in msg and "--reset-checkpoint" in msg
     assert h.loki.pushes == 0
-    assert base64.b64encode(checkpoint_bytes(h) or b"").decode() == junk
+    assert base64.b64encode(h.checkpoint_bytes() or b"").decode() == junk
     assert h.run("run", "--reset-checkpoint") == 0
     assert len(h.loki.entries()) == 4
 
@@ -241,7 +211,7 @@ def test_backfill_reships_a_window_into_hourly_streams_loki_accepts(h: Harness) 
 
 
 def test_dry_run_prints_streams_and_touches_nothing(h: Harness) -> None:
-    seed(h, 5)
+    h.seed(5)
     lease_before = h.kube.get_object("leases", NAMESPACE, "loki-event-sync")
     requests_before = len(h.kube.requests)
     assert h.run("run", "--dry-run") == 0
@@ -249,7 +219,7 @@ def test_dry_run_prints_streams_and_touches_nothing(h: Harness) -> None:
     assert sum(len(s["values"]) for s in streams) == 5
     assert h.loki.pushes == 0
     assert h.kube.get_object("leases", NAMESPACE, "loki-event-sync") == lease_before
-    assert checkpoint_bytes(h) is None
+    assert h.checkpoint_bytes() is None
     writes = [r for r in h.kube.requests[requests_before:] if r[0] != "GET"]
     assert writes == []
 
@@ -285,12 +255,12 @@ def test_field_selectors_reach_the_api_server(h: Harness) -> None:
 
 def test_unsupported_field_selector_is_a_one_line_error(h: Harness) -> None:
     assert h.run("run", "--field-selector", "lastTimestamp=5") == 1
-    errors = [r["msg"] for r in h.logs() if r["level"] == "error"]
-    assert len(errors) == 1 and "field label not supported: lastTimestamp" in errors[0]
+    msg = h.one_error()
+    assert "field label not supported: lastTimestamp" in msg
 
 
 def test_secrets_never_reach_any_output(h: Harness, tmp_path: Path) -> None:
-    seed(h, 3)
+    h.seed(3)
     token = tmp_path / "token"
     token.write_text("tok-SECRET-5f1e2d\n")
     secrets = ["pw-SECRET-9a8b7c", "tok-SECRET-5f1e2d", "url-SECRET-0c0c"]
@@ -310,7 +280,7 @@ def test_secrets_never_reach_any_output(h: Harness, tmp_path: Path) -> None:
 
 
 def test_status_reports_the_checkpoint_as_json(h: Harness) -> None:
-    seed(h, 7)
+    h.seed(7)
     ran_at = now()
     assert h.run(clock=lambda: ran_at) == 0
     raw = ["status", "--kubeconfig", h.kubeconfig, "--state", STATE, "--output", "json"]
@@ -325,18 +295,18 @@ def test_status_reports_the_checkpoint_as_json(h: Harness) -> None:
 
 
 def test_text_log_format_is_for_people(h: Harness) -> None:
-    seed(h, 2)
+    h.seed(2)
     assert h.run("run", "--log-format", "text") == 0
     last = h.stderr.strip().splitlines()[-1]
     assert " INFO " in last and "run completed: listed=2 new=2" in last and not last.startswith("{")
 
 
 def test_a_gap_longer_than_the_ttl_is_warned_counted_and_marked_in_loki(h: Harness) -> None:
-    seed(h, 2)
+    h.seed(2)
     later = now()
     earlier = later - dt.timedelta(hours=2)
     assert h.run(clock=lambda: earlier) == 0  # the last success was two hours ago
-    seed(h, 3)
+    h.seed(3)
     assert h.run(clock=lambda: later) == 0
     assert h.summary()["gap_seconds"] == 3600  # two hours since, minus the one-hour event TTL
     markers = [json.loads(e.line) for e in h.loki.entries() if "EventsMayBeMissing" in e.line]
@@ -349,7 +319,7 @@ class _Tty(io.StringIO):
 
 
 def test_progress_shows_on_a_terminal_in_text_mode_only(h: Harness) -> None:
-    seed(h, 120)
+    h.seed(120)
     for fmt, shown in (("text", True), ("json", False)):
         err = _Tty()
         deps = Deps(stdout=io.StringIO(), stderr=err)
@@ -358,7 +328,7 @@ def test_progress_shows_on_a_terminal_in_text_mode_only(h: Harness) -> None:
 
 
 def test_sigterm_releases_the_lease_and_leaves_the_checkpoint(h: Harness) -> None:
-    seed(h, 5)
+    h.seed(5)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "job", *h.args()], cwd=h.tmp,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -384,4 +354,4 @@ def test_sigterm_releases_the_lease_and_leaves_the_checkpoint(h: Harness) -> Non
     assert proc.returncode == 1
     assert "interrupted" in err and "Traceback" not in err
     assert h.kube.existing("leases", NAMESPACE, "loki-event-sync")["spec"]["holderIdentity"] == ""
-    assert checkpoint_bytes(h) is None
+    assert h.checkpoint_bytes() is None
