@@ -116,3 +116,17 @@ def test_the_benchmark_docs_are_for_users_not_a_progress_report() -> None:
             assert phrase not in text.lower(), f"{where}: {phrase!r}"
     bench = _section(README, "Benchmark")
     assert "python -m bench" in bench and "python -m job plan" in bench and "What you trade by schedule" in bench
+
+
+# A module path as the architecture page writes it: job/x.py or state/x.py, not part of a longer path.
+_MODULE_PATH = re.compile(r"(?<![\w./-])(?:job|state)/\w+\.py\b")
+
+
+def test_the_architecture_map_names_every_module_and_only_modules_that_exist() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(_MODULE_PATH.findall(text))
+    modules = {p.relative_to(ROOT).as_posix() for d in ("job", "state") for p in (ROOT / d).glob("*.py")
+               if p.name != "__init__.py"}
+    assert not modules - named, f"docs/architecture.md should have a paragraph on {sorted(modules - named)}"
+    missing = sorted(path for path in named if not (ROOT / path).is_file())
+    assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
