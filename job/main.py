@@ -99,13 +99,13 @@ def _sync(cfg: Config, d: Deps, redact: Redactor) -> int:
         s.cause, s.outcome, s.exit_code = cause, CAUSES[cause].outcome, CAUSES[cause].code
         s.duration_s = round(d.clock.monotonic() - started, 3)
         s.cpu_s = round(cpu_s(), 3)
-        _end(cfg, s, error)
+        _end(cfg, s, error, d.clock.now().timestamp())
     if error is not None and not isinstance(error, (Exception, KeyboardInterrupt)):
         raise error  # SystemExit and the like are not the run's to swallow
     return s.exit_code
 
 
-def _end(cfg: Config, s: Summary, error: BaseException | None) -> None:
+def _end(cfg: Config, s: Summary, error: BaseException | None, now_s: float) -> None:
     figures = s.figures()
     verb, level = {"ok": ("completed", logging.INFO), "skipped": ("skipped", logging.INFO)}.get(
         s.outcome, ("failed", logging.ERROR))
@@ -115,7 +115,7 @@ def _end(cfg: Config, s: Summary, error: BaseException | None) -> None:
     if cfg.pushgateway_url and not cfg.dry_run:
         from job import metrics
 
-        metrics.push(cfg, s)  # a failed run is exactly what the metrics must show
+        metrics.push(cfg, s, now_s)  # a failed run is exactly what the metrics must show
 
 
 def _public(cfg: Config) -> dict[str, object]:

@@ -10,7 +10,6 @@ its duration only, never zeros for counts it did not take (the ledger size above
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Callable
 
 from job.cmd import Config, redact_url
@@ -46,8 +45,9 @@ NAMES = frozenset(f"loki_event_sync_{name}" for name in (
     "last_success_timestamp_seconds", "last_run_timestamp_seconds", *(g[0] for g in GAUGES)))
 
 
-def push(cfg: Config, summary: Summary) -> None:
-    """Push this run's metrics; a Pushgateway failure is logged once and never fails the run."""
+def push(cfg: Config, summary: Summary, now_s: float) -> None:
+    """Push this run's metrics as of Unix time ``now_s`` (the run's injected clock); a Pushgateway
+    failure is logged once and never fails the run."""
     # Imported here: only runs with --pushgateway-url pay for it at start-up.
     from urllib.parse import unquote, urlsplit
 
@@ -61,10 +61,9 @@ def push(cfg: Config, summary: Summary) -> None:
         Gauge(f"loki_event_sync_{name}", doc, ["outcome"], registry=registry).labels(outcome).set(value)
 
     synced = outcome == "ok"
-    now = time.time()
     if synced:
-        gauge("last_success_timestamp_seconds", "Unix time the last successful run finished", now)
-    gauge("last_run_timestamp_seconds", "Unix time the last run ended, whatever its outcome", now)
+        gauge("last_success_timestamp_seconds", "Unix time the last successful run finished", now_s)
+    gauge("last_run_timestamp_seconds", "Unix time the last run ended, whatever its outcome", now_s)
     figures = summary.figures()
     for name, doc, fields in GAUGES:
         # Only a run that saved has a checkpoint size: a failed one must not push it as 0.

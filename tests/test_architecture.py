@@ -3,6 +3,8 @@
 - The checkpoint stores (state/file.py, state/configmap.py, state/s3.py) never import one another,
   nor the `state` package root that picks between them: each can change alone, and a run loads
   only the one its --state names.
+- The state package and everything it loads know nothing of Loki (the push path, its client, the
+  dry-run sink): the stores move the checkpoint's bytes, whatever the run sends.
 - The ledger (job/dedupe.py, job/selection.py) and everything it loads does no I/O and decides
   nothing by chance or by reading a clock: it is the pure part of a run, so the property tests can
   drive it with simulated histories and get exactly what `python -m job run` gets.
@@ -150,6 +152,18 @@ def test_the_stores_never_import_one_another_nor_the_state_package_root() -> Non
         assert path is not None, store
         bad = sorted(m for m in imports(path) if m == "state" or (m in STORES and m != store))
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}: a store may use state.base only"
+
+
+STATE = ("state", "state.base", *STORES)
+LOKI_SIDE = ("job.loki", "job.lokiclient", "job.lokianswers", "job.transport", "job.dryrun", "job.batch",
+             "job.logproto")
+
+
+def test_the_state_package_and_everything_it_loads_know_nothing_of_loki() -> None:
+    closure = ledger_closure(STATE)
+    assert {"state.configmap", "state.s3", "state.file", "job.kube"} <= set(closure)  # the walk reached the stores
+    bad = sorted((mod, dep) for mod, deps in closure.items() for dep in deps if _matches(dep, LOKI_SIDE))
+    assert not bad, f"state/ reaches the Loki side: {bad} (module, import)"
 
 
 def test_the_ledger_and_everything_it_loads_import_no_io_module_nor_random() -> None:

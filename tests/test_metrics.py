@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 import socket
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -70,16 +71,17 @@ SUMMARY = Summary(listed=120, new=7, duplicates=100, filtered=5, out_of_window=3
                   checkpoint_limit_bytes=1_048_576, cpu_s=0.5, delay_p50_s=42.0, delay_p95_s=300.0,
                   outcome="ok", cause="ok")
 FAILED = replace(SUMMARY, outcome="failed", cause="loki", exit_code=1)
+ENDED_S = 1_800_000_000.0  # the run's clock when it ended, as main() hands it over
 
 
 def test_a_successful_run_replaces_the_group_with_every_metric(gateway: Gateway) -> None:
-    metrics.push(config(gateway.url), SUMMARY)
+    metrics.push(config(gateway.url), SUMMARY, ENDED_S)
     ((method, path, _, _),) = gateway.requests
     assert (method, path) == ("PUT", "/metrics/job/loki-event-sync")
     assert {labels["outcome"] for _, labels, _ in gateway.samples()} == {"ok"}
     values = gateway.values()
-    assert values.pop("loki_event_sync_last_success_timestamp_seconds") > 1.7e9
-    assert values.pop("loki_event_sync_last_run_timestamp_seconds") > 1.7e9
+    assert values.pop("loki_event_sync_last_success_timestamp_seconds") == ENDED_S  # the run's clock, not time.time()
+    assert values.pop("loki_event_sync_last_run_timestamp_seconds") == ENDED_S
     assert values == {
         "loki_event_sync_run_duration_seconds": 1.25,
         "loki_event_sync_run_cpu_seconds": 0.5,
@@ -98,7 +100,7 @@ def test_a_successful_run_replaces_the_group_with_every_metric(gateway: Gateway)
 
 
 def test_a_failed_run_adds_its_values_but_keeps_the_last_success_timestamp(gateway: Gateway) -> None:
-    metrics.push(config(gateway.url), FAILED)
+    metrics.push(config(gateway.url), FAILED, ENDED_S)
     ((method, _, _, _),) = gateway.requests
     assert method == "POST"  # POST replaces only the metrics it sends; PUT would drop the timestamp
     values = gateway.values()
@@ -109,7 +111,7 @@ def test_a_failed_run_adds_its_values_but_keeps_the_last_success_timestamp(gatew
 
 
 def test_a_run_skipped_for_a_held_lease_does_not_count_as_a_success(gateway: Gateway) -> None:
-    metrics.push(config(gateway.url), Summary(outcome="skipped", cause="skipped", duration_s=0.05))
+    metrics.push(config(gateway.url), Summary(outcome="skipped", cause="skipped", duration_s=0.05), ENDED_S)
     assert gateway.requests[0][0] == "POST"
     assert {labels["outcome"] for _, labels, _ in gateway.samples()} == {"skipped"}
     assert set(gateway.values()) == {  # no ledger_entries=0
@@ -118,7 +120,7 @@ def test_a_run_skipped_for_a_held_lease_does_not_count_as_a_success(gateway: Gat
 
 
 def test_cluster_becomes_part_of_the_grouping_key(gateway: Gateway) -> None:
-    metrics.push(config(gateway.url, "--cluster", "prod-eu"), SUMMARY)
+    metrics.push(config(gateway.url, "--cluster", "prod-eu"), SUMMARY, ENDED_S)
     assert gateway.requests[0][1] == "/metrics/job/loki-event-sync/cluster/prod-eu"
 
 
@@ -127,7 +129,7 @@ def test_credentials_in_the_url_become_basic_auth_and_never_reach_the_log(
     gateway.status = 500
     url = gateway.url.replace("http://", "http://pusher:s3cret-pw@")
     with caplog.at_level(logging.WARNING):
-        metrics.push(config(url), SUMMARY)
+        metrics.push(config(url), SUMMARY, ENDED_S)
     headers = gateway.requests[0][2]
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"pusher:s3cret-pw").decode()
     (record,) = caplog.records
@@ -139,7 +141,7 @@ def test_an_unreachable_pushgateway_only_logs_one_warning(caplog: pytest.LogCapt
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with caplog.at_level(logging.WARNING):
-        metrics.push(config(f"http://127.0.0.1:{port}"), SUMMARY)  # must not raise
+        metrics.push(config(f"http://127.0.0.1:{port}"), SUMMARY, ENDED_S)  # must not raise
     (record,) = caplog.records
     assert record.levelno == logging.WARNING and f"127.0.0.1:{port}" in record.getMessage()
 
@@ -162,7 +164,7 @@ def test_a_pushgateway_answering_garbage_after_a_successful_sync_is_only_a_warni
     t.start()
     try:
         with caplog.at_level(logging.WARNING):
-            metrics.push(config(f"http://127.0.0.1:{server.getsockname()[1]}"), SUMMARY)  # must not raise
+            metrics.push(config(f"http://127.0.0.1:{server.getsockname()[1]}"), SUMMARY, ENDED_S)  # must not raise
     finally:
         t.join(timeout=5)
         server.close()
@@ -178,9 +180,10 @@ def test_a_pushgateway_url_with_a_space_is_refused_before_the_run() -> None:
 # --- every ending of a real run: one summary line, one push, the same outcome and figures ------------------
 
 
-def _ending(h: Harness, gateway: Gateway, *extra: str, command: str = "run") -> tuple[int, dict[str, Any]]:
+def _ending(h: Harness, gateway: Gateway, *extra: str, command: str = "run",
+            clock: Callable[[], dt.datetime] | None = None) -> tuple[int, dict[str, Any]]:
     gateway.requests.clear()
-    code = h.run(command, *extra, "--pushgateway-url", gateway.url)
+    code = h.run(command, *extra, "--pushgateway-url", gateway.url, clock=clock)
     summaries = [r["summary"] for r in h.logs() if "summary" in r]
     assert len(summaries) == 1 and "summary" in h.logs()[-1], h.stderr  # one, and the run's last line
     assert len(gateway.requests) == 1, gateway.requests
@@ -194,20 +197,18 @@ def _ending(h: Harness, gateway: Gateway, *extra: str, command: str = "run") -> 
     return code, summary
 
 
-def _seeded(h: Harness, n: int = 120) -> None:
-    for i in range(n):
-        h.kube.put_event(legacy_event(f"pod-{i}.{i:x}"))
-
-
 def test_a_successful_run_ends_with_outcome_ok(h: Harness, gateway: Gateway) -> None:
-    _seeded(h)
-    code, s = _ending(h, gateway)
+    h.seed(120)
+    ended = now()
+    code, s = _ending(h, gateway, clock=lambda: ended)
     assert (code, s["outcome"], s["new"], s["ledger"]) == (0, "ok", 120, 120)
-    assert gateway.requests[0][0] == "PUT" and "loki_event_sync_last_success_timestamp_seconds" in gateway.values()
+    assert gateway.requests[0][0] == "PUT"
+    # Stamped by the run's clock: a test, or a run under a moved clock, reads back exactly that time.
+    assert gateway.values()["loki_event_sync_last_success_timestamp_seconds"] == ended.timestamp()
 
 
 def test_a_skipped_run_ends_with_outcome_skipped_and_pushes_no_counts(h: Harness, gateway: Gateway) -> None:
-    _seeded(h)
+    h.seed(120)
     h.put_lease("busy-run", now(), 3600)
     code, s = _ending(h, gateway)
     assert (code, s["outcome"]) == (0, "skipped") and "ledger" not in s
@@ -216,7 +217,7 @@ def test_a_skipped_run_ends_with_outcome_skipped_and_pushes_no_counts(h: Harness
 
 
 def test_a_failed_run_that_retried_reports_its_true_figures(h: Harness, gateway: Gateway) -> None:
-    _seeded(h)
+    h.seed(120)
     assert h.run() == 0
     for i in range(5):
         h.kube.put_event(legacy_event(f"late-{i}.{i:x}"))
@@ -232,7 +233,7 @@ def test_a_failed_run_that_retried_reports_its_true_figures(h: Harness, gateway:
 def test_sigterm_ends_with_outcome_terminated_and_still_pushes(h: Harness, gateway: Gateway) -> None:
     import _thread
 
-    _seeded(h)
+    h.seed(120)
     fired: list[bool] = []
 
     def term(method: str, path: str) -> None:  # what job/__main__.py makes of SIGTERM, mid-list
@@ -249,7 +250,7 @@ def test_sigterm_ends_with_outcome_terminated_and_still_pushes(h: Harness, gatew
 
 
 def test_a_run_past_its_deadline_ends_with_outcome_deadline(h: Harness, gateway: Gateway) -> None:
-    _seeded(h)
+    h.seed(120)
 
     def slow(method: str, path: str) -> None:  # each page "takes" a minute on the run's clock
         if path.startswith("/api/v1/events"):
