@@ -7,6 +7,7 @@ import io
 import json
 import random
 import re
+import struct
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from job.deps import Deps
 from job.main import main
+from state.base import MAGIC
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
 
@@ -166,6 +168,14 @@ class FastClock:
         stop.wait(min(seconds, 0.01))  # still yield, so other threads run as they would while we wait
 
 
+def patch_header(data: bytes, **fields: Any) -> bytes:
+    """The same checkpoint with some header fields replaced, as damage or a bad writer would leave it."""
+    _, version, hlen = struct.unpack_from(">4sBI", data)
+    header = {**json.loads(data[9 : 9 + hlen]), **fields}
+    head = json.dumps(header).encode()
+    return struct.pack(">4sBI", MAGIC, version, len(head)) + head + data[9 + hlen :]
+
+
 def lease_object(holder: str, renewed: dt.datetime, duration_s: int = 60, **spec: Any) -> dict[str, Any]:
     """The job's Lease as another holder (or "" once released) left it at ``renewed``."""
     at = rfc(renewed, micro=True)
@@ -175,7 +185,7 @@ def lease_object(holder: str, renewed: dt.datetime, duration_s: int = 60, **spec
                      "acquireTime": at, **spec}}
 
 
-def install(api: KubeAPI) -> None:
+def put_install(api: KubeAPI) -> None:
     """What the manifests create up front, so the job never needs the create verb: an empty Lease and
     an empty checkpoint ConfigMap."""
     api.put_object("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -309,7 +319,7 @@ class Harness:
 @pytest.fixture
 def kube() -> Iterator[KubeAPI]:
     with KubeAPI() as api:
-        install(api)
+        put_install(api)
         yield api
 
 

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Harness, install, legacy_event, now
+from tests.conftest import Harness, legacy_event, now, put_install
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
 
@@ -90,7 +90,7 @@ def shipped(style: str, line_format: str, structured_metadata: bool, tmp: Path) 
 
 def _ship(style: str, line_format: str, sm: bool, tmp: Path) -> Shipped:
     with KubeAPI() as kube, LokiDouble() as loki:
-        install(kube)
+        put_install(kube)
         h = Harness(kube, loki, tmp)
         flags = ["--label-style", style, "--line-format", line_format, "--cluster", "prod",
                  *(["--structured-metadata"] if sm else [])]

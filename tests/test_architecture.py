@@ -13,6 +13,9 @@
   from job.kube, so the lean client (no generated models) holds whichever module is imported first,
   in a test's process as in `python -m job`. The lean loader falls back to the plain import when
   the client's layout is not what it expects, and turns a lazy package into the real one once.
+- A test module takes its helpers from the helper modules of tests/ (conftest.py's Harness, the two
+  test servers, manifests.py, workloads.py, ...), never from another test module: a helper has one
+  home, and a test file can be read, run or deleted alone.
 - No file under job/, state/, bench/ or tests/ names a path outside the repository: a clone is
   self-contained.
 
@@ -412,6 +415,12 @@ def outside_paths(tree: ast.AST) -> Iterator[tuple[int, str]]:
                 if _USER_DATA.match(word) or (id(node) in opened and _ABSOLUTE.match(word)
                                               and word not in ALLOWED_OPEN):
                     yield node.lineno, word
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    found = {str(path.relative_to(ROOT)): bad for path in sorted((ROOT / "tests").rglob("test_*.py"))
+             if (bad := sorted(m for m in imports(path) if m.rpartition(".")[2].startswith("test_")))}
+    assert not found, f"move the helper into a helper module of tests/ (or onto the Harness): {found}"
 
 
 def test_no_file_references_the_shared_notes_or_a_path_outside_the_repository() -> None:

@@ -15,7 +15,7 @@ import yaml
 
 from job import __version__
 from job.manifest import backfill_job
-from tests.test_manifests import (
+from tests.manifests import (
     APP_LABELS,
     COMPONENTS,
     INSTALL,
@@ -28,10 +28,10 @@ from tests.test_manifests import (
     parse,
     render_overlay,
     rendered,
+    three_way_patch,
     used_permissions,
     validate_all,
 )
-from tests.test_release import three_way_patch
 from tools import chart
 
 ROOT = Path(__file__).resolve().parent.parent

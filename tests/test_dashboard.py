@@ -288,14 +288,14 @@ def test_the_documented_query_returns_kubectls_count_for_an_event_that_repeated(
 
 
 def test_the_workload_row_counts_occurrences_by_workload_across_a_rollout(h: Harness) -> None:
-    from tests.test_enrich import about, put, ref, run
+    from tests.workloads import about, enrich_run, put, ref
 
     deploy = put(h.kube, "deployments", "web")
     for rollout in ("7d9f8", "5c4b3"):  # two ReplicaSets of one Deployment: a rollout
         rs = put(h.kube, "replicasets", f"web-{rollout}", owner=ref(deploy))
         about(h.kube, put(h.kube, "pods", f"web-{rollout}-a", owner=ref(rs)), count=2)
     about(h.kube, put(h.kube, "pods", "debug"), reason="Pulled")
-    assert run(h, "--enrich", "owner") == 0
+    assert enrich_run(h, "--enrich", "owner") == 0
     values = all_values()
     panels_ = rows()["by workload"]
     assert {p["title"] for p in panels_} == {"Occurrences by workload", "Top reasons per workload"}

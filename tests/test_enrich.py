@@ -5,46 +5,14 @@ import json
 import re
 import time
 import uuid
-from typing import Any
 
 import pytest
 
 from tests.conftest import NAMESPACE, Harness, legacy_event
 from tests.kubeapi import KubeAPI
+from tests.workloads import about, chain, enrich_run, put, ref
 
 WORKLOAD_KEYS = {"workload_kind", "workload_name", "workload_namespace", "workload_stop"}
-
-
-def put(kube: KubeAPI, plural: str, name: str, *, owner: dict[str, Any] | None = None, ns: str = "default",
-        labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    md: dict[str, Any] = {"name": name, "namespace": ns, "uid": str(uuid.uuid4()), "labels": labels or {},
-                          "annotations": annotations or {}}
-    if owner is not None:
-        md["ownerReferences"] = [owner]
-    return kube.put_object(plural, {"metadata": md, "spec": {"big": "x" * 2000}})
-
-
-def ref(obj: dict[str, Any]) -> dict[str, Any]:
-    """The controller ownerReference a controller writes into what it creates."""
-    md = obj["metadata"]
-    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": md["name"], "uid": md["uid"],
-            "controller": True, "blockOwnerDeletion": True}
-
-
-def about(kube: KubeAPI, obj: dict[str, Any], reason: str = "BackOff", count: int = 1) -> dict[str, Any]:
-    md = obj["metadata"]
-    e = legacy_event(f"{md['name']}.{uuid.uuid4().hex[:8]}", ns=md.get("namespace") or "default", kind=obj["kind"],
-                     reason=reason, count=count)
-    e["involvedObject"].update(name=md["name"], uid=md["uid"], apiVersion=obj["apiVersion"])
-    kube.put_event(e)
-    return e
-
-
-def chain(kube: KubeAPI, name: str = "web", labels: dict[str, str] | None = None) -> tuple[dict[str, Any], ...]:
-    deploy = put(kube, "deployments", name)
-    rs = put(kube, "replicasets", f"{name}-7d9f8", owner=ref(deploy))
-    pod = put(kube, "pods", f"{name}-7d9f8-abc12", owner=ref(rs), labels=labels)
-    return deploy, rs, pod
 
 
 def enriched(h: Harness) -> dict[str, dict[str, str]]:
@@ -57,12 +25,6 @@ def enriched(h: Harness) -> dict[str, dict[str, str]]:
     return out
 
 
-def run(h: Harness, *args: str) -> int:
-    """A run with a budget that is not the subject of the test (the default 5 is sized for cost, not tests)."""
-    budget = () if "--enrich-max-requests" in args else ("--enrich-max-requests", "100")
-    return h.run("run", *args, *budget)
-
-
 def partial_gets(kube: KubeAPI, plural: str) -> list[str]:
     return [p for m, p in kube.requests if m == "GET" and f"/{plural}/" in p]
 
@@ -73,7 +35,7 @@ def test_a_pod_of_a_deployment_is_named_by_its_deployment_with_labels_in_metadat
     about(h.kube, pod)
     about(h.kube, pod, reason="Unhealthy")
     about(h.kube, second)
-    assert run(h, "--enrich", "owner,labels", "--enrich-labels", "app.kubernetes.io/name,team") == 0
+    assert enrich_run(h, "--enrich", "owner,labels", "--enrich-labels", "app.kubernetes.io/name,team") == 0
     md = enriched(h)[pod["metadata"]["name"]]
     assert {k: v for k, v in md.items() if k.startswith(("workload_", "label_"))} == {
         "workload_kind": "Deployment", "workload_name": "web", "label_app_kubernetes_io_name": "web",
@@ -93,7 +55,7 @@ def test_a_pod_of_a_deployment_is_named_by_its_deployment_with_labels_in_metadat
 def test_the_same_fields_appear_in_logfmt_lines(h: Harness) -> None:
     _, _, pod = chain(h.kube)
     about(h.kube, pod)
-    assert run(h, "--enrich", "owner", "--line-format", "logfmt") == 0
+    assert enrich_run(h, "--enrich", "owner", "--line-format", "logfmt") == 0
     (entry,) = h.loki.entries()
     assert entry.line.endswith(" workload_kind=Deployment workload_name=web")
 
@@ -107,7 +69,7 @@ def test_a_job_pod_is_named_by_its_cronjob_and_a_bare_pod_by_itself(h: Harness) 
     db0 = put(h.kube, "pods", "db-0", owner=ref(sts))
     for obj in (job_pod, bare, db0):
         about(h.kube, obj)
-    assert run(h, "--enrich", "owner") == 0
+    assert enrich_run(h, "--enrich", "owner") == 0
     got = enriched(h)
     assert (got["backup-29100-x1"]["workload_kind"], got["backup-29100-x1"]["workload_name"]) == ("CronJob", "backup")
     assert (got["debug"]["workload_kind"], got["debug"]["workload_name"]) == ("Pod", "debug")
@@ -119,7 +81,7 @@ def test_a_node_event_gets_no_fields_and_costs_no_request(h: Harness) -> None:
     e = legacy_event("node-1.abc", kind="Node", reason="NodeNotReady")
     e["involvedObject"].update(name="node-1", namespace="", uid=str(uuid.uuid4()))
     h.kube.put_event(e)
-    assert run(h, "--enrich", "owner") == 0
+    assert enrich_run(h, "--enrich", "owner") == 0
     assert not WORKLOAD_KEYS & set(enriched(h)["node-1"])
     assert h.summary()["enrich_requests"] == 0
 
@@ -129,7 +91,7 @@ def test_a_pod_recreated_under_the_same_name_is_not_the_events_pod(h: Harness) -
     about(h.kube, pod)
     h.kube.delete_object("pods", "default", pod["metadata"]["name"])
     put(h.kube, "pods", pod["metadata"]["name"], owner=ref(rs))  # same name, new uid
-    assert run(h, "--enrich", "owner") == 0
+    assert enrich_run(h, "--enrich", "owner") == 0
     assert not WORKLOAD_KEYS & set(enriched(h)[pod["metadata"]["name"]])
     assert h.summary()["enrich_missing"] == 1 and h.summary()["enriched"] == 0
 
@@ -142,7 +104,7 @@ def test_a_missing_or_forbidden_owner_stops_the_walk_there_and_says_so(h: Harnes
     about(h.kube, pod)
     about(h.kube, orphan)
     h.kube.forbid("get", "deployments")
-    assert run(h, "--enrich", "owner") == 0
+    assert enrich_run(h, "--enrich", "owner") == 0
     got = enriched(h)
     assert {k: got[pod["metadata"]["name"]][k] for k in WORKLOAD_KEYS & set(got[pod["metadata"]["name"]])} == {
         "workload_kind": "Deployment", "workload_name": "web", "workload_stop": "forbidden"}
@@ -158,7 +120,7 @@ def test_without_the_rbac_component_one_warning_names_the_permission_and_everyth
         _, _, pod = chain(h.kube, name=f"w{i}")
         about(h.kube, pod)
     h.kube.forbid("get", "pods")
-    assert run(h, "--enrich", "owner") == 0
+    assert enrich_run(h, "--enrich", "owner") == 0
     assert len(h.shipped()) == 3
     assert not any(WORKLOAD_KEYS & set(md) for md in enriched(h).values())
     s = h.summary()
@@ -177,7 +139,7 @@ def test_an_owner_kind_that_is_not_served_stops_the_walk_and_a_served_custom_kin
     wpod = put(h.kube, "pods", "gadget-a", owner=ref(widget))
     about(h.kube, pod)
     about(h.kube, wpod)
-    assert run(h, "--enrich", "owner") == 0
+    assert enrich_run(h, "--enrich", "owner") == 0
     got = enriched(h)
     assert (got["shop-6f5d-a"]["workload_kind"], got["shop-6f5d-a"]["workload_name"],
             got["shop-6f5d-a"]["workload_stop"]) == ("Rollout", "shop", "not_served")
@@ -192,7 +154,7 @@ def test_a_budget_smaller_than_the_work_enriches_what_it_can_and_counts_the_rest
         rs = put(h.kube, "replicasets", f"b{i}-1")
         pods.append(put(h.kube, "pods", f"b{i}-1-x", owner=ref(rs)))
         about(h.kube, pods[-1])
-    assert run(h, "--enrich", "owner", "--enrich-max-requests", "3") == 0
+    assert enrich_run(h, "--enrich", "owner", "--enrich-max-requests", "3") == 0
     assert len(h.shipped()) == 4
     s = h.summary()
     assert (s["enrich_requests"], s["enriched"], s["enrich_over_budget"]) == (3, 2, 3)
@@ -212,7 +174,7 @@ def test_a_slow_api_server_leaves_the_fields_out_and_still_ships_every_occurrenc
             time.sleep(1.0)
 
     h.kube.on_request = slow
-    assert run(h, "--enrich", "owner", "--api-timeout", "2s") == 0
+    assert enrich_run(h, "--enrich", "owner", "--api-timeout", "2s") == 0
     assert len(h.shipped()) == 2
     assert not any(WORKLOAD_KEYS & set(md) for md in enriched(h).values())
     s = h.summary()
@@ -226,9 +188,9 @@ def test_a_resend_after_a_failed_save_gives_identical_entries_that_loki_drops(h:
     about(h.kube, pod, reason="Unhealthy", count=3)
     args = ("--enrich", "owner,labels", "--enrich-labels", "team", "--structured-metadata")
     h.kube.fail("PATCH", r"/configmaps/loki-event-sync-checkpoint", 500)
-    assert run(h, *args) == 1  # pushed, then the checkpoint save failed
+    assert enrich_run(h, *args) == 1  # pushed, then the checkpoint save failed
     first = sorted((e.ts, e.line, tuple(e.metadata.items())) for e in h.loki.entries())
-    assert run(h, *args) == 0  # ships the same occurrences again
+    assert enrich_run(h, *args) == 0  # ships the same occurrences again
     assert sorted((e.ts, e.line, tuple(e.metadata.items())) for e in h.loki.entries()) == first
     assert h.loki.duplicate_entries == 2
 
@@ -237,10 +199,10 @@ def test_an_object_changed_between_the_two_runs_is_the_one_case_loki_keeps_both(
     _, _, pod = chain(h.kube, labels={"team": "payments"})
     about(h.kube, pod)
     h.kube.fail("PATCH", r"/configmaps/loki-event-sync-checkpoint", 500)
-    assert run(h, "--enrich", "labels", "--enrich-labels", "team") == 1
+    assert enrich_run(h, "--enrich", "labels", "--enrich-labels", "team") == 1
     pod["metadata"]["labels"] = {"team": "checkout"}
     h.kube.put_object("pods", pod)
-    assert run(h, "--enrich", "labels", "--enrich-labels", "team") == 0
+    assert enrich_run(h, "--enrich", "labels", "--enrich-labels", "team") == 0
     assert sorted(e.metadata["label_team"] for e in h.loki.entries()) == ["checkout", "payments"]
     assert len({(e.ts, e.line.split(',"label_team"')[0]) for e in h.loki.entries()}) == 1
 
@@ -251,10 +213,10 @@ def test_loki_keeps_an_entry_whose_metadata_alone_changed_as_its_ingester_does(h
     about(h.kube, pod)
     args = ("--enrich", "labels", "--enrich-labels", "team", "--line-format", "seed")
     h.kube.fail("PATCH", r"/configmaps/loki-event-sync-checkpoint", 500)
-    assert run(h, *args) == 1
+    assert enrich_run(h, *args) == 1
     pod["metadata"]["labels"] = {"team": "checkout"}
     h.kube.put_object("pods", pod)
-    assert run(h, *args) == 0
+    assert enrich_run(h, *args) == 0
     assert len({(e.ts, e.line) for e in h.loki.entries()}) == 1
     assert sorted(e.metadata["label_team"] for e in h.loki.entries()) == ["checkout", "payments"]
 
@@ -265,7 +227,7 @@ def test_index_labels_only_when_named_and_annotations_only_one_by_one(h: Harness
                                       "kubectl.kubernetes.io/last-applied-configuration": "{}"}
     h.kube.put_object("pods", pod)
     about(h.kube, pod)
-    assert run(h, "--enrich", "owner", "--enrich-index-labels", "workload_name",
+    assert enrich_run(h, "--enrich", "owner", "--enrich-index-labels", "workload_name",
                  "--enrich-annotations", "owner-team") == 0
     (entry,) = h.loki.entries()
     assert entry.labels["workload_name"] == "web"
@@ -287,7 +249,7 @@ def test_bad_enrich_settings_are_a_usage_error(h: Harness, args: tuple[str, ...]
 
 @pytest.mark.parametrize("components", [("enrich-rbac",), ("namespaced-rbac", "enrich-rbac/namespaced")])
 def test_with_the_enrich_rbac_component_every_lookup_is_permitted(h: Harness, components: tuple[str, ...]) -> None:
-    from tests.test_manifests import BASE, COMPONENTS, render_overlay
+    from tests.manifests import BASE, COMPONENTS, render_overlay
 
     listed = ", ".join(f'"{{c}}/{c}"' for c in components)
     items = render_overlay(h.tmp, 'resources: ["{base}"]\ncomponents: [' + listed + ']\n', base=BASE, c=COMPONENTS)
@@ -300,7 +262,7 @@ def test_with_the_enrich_rbac_component_every_lookup_is_permitted(h: Harness, co
     about(h.kube, put(h.kube, "pods", "backup-1-x", owner=ref(job)))
     _, _, pod = chain(h.kube)
     about(h.kube, pod)
-    assert run(h, "--enrich", "owner", "--event-namespaces", "default") == 0, h.stderr
+    assert enrich_run(h, "--enrich", "owner", "--event-namespaces", "default") == 0, h.stderr
     s = h.summary()
     assert (s["enriched"], s["enrich_forbidden"], s["enrich_requests"]) == (2, 0, 6)
     assert {md["workload_kind"] for md in enriched(h).values()} == {"CronJob", "Deployment"}
@@ -318,7 +280,7 @@ def test_the_readmes_query_finds_every_event_of_a_deployment_across_a_rollout(h:
         rs = put(h.kube, "replicasets", f"web-{rollout}", owner=ref(deploy), ns="shop")
         about(h.kube, put(h.kube, "pods", f"web-{rollout}-a", owner=ref(rs), ns="shop"))
     about(h.kube, put(h.kube, "pods", "web-other", ns="shop"))  # a bare pod whose name merely looks alike
-    assert run(h, "--enrich", "owner") == 0
+    assert enrich_run(h, "--enrich", "owner") == 0
     p = logql.parse(query)
     # Loki 3 hands structured metadata to the pipeline as labels; no parser is needed for them.
     found = {json.loads(e.line)["name"] for e in h.loki.entries()

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from state import decode, encode
-from tests.conftest import CM_PATH, LEASE, NAMESPACE, Harness, install, lease_object, legacy_event, now
+from tests.conftest import CM_PATH, LEASE, NAMESPACE, Harness, lease_object, legacy_event, now, put_install
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LOKI_VERSIONS, LokiDouble
 
@@ -414,7 +414,7 @@ def test_token_file_rotated_mid_run_fails_that_run_cleanly_and_the_next_run_uses
     keeps accepting the old token until it expires, long after the kubelet rotated it.
     """
     with KubeAPI(token="t1") as kube:
-        install(kube)
+        put_install(kube)
         token = tmp_path / "token"
         token.write_text("t1")  # as a projected token: no trailing newline (see the next test)
         h = Harness(kube, loki, tmp_path)
@@ -451,7 +451,7 @@ def test_kubeconfig_token_file_with_a_trailing_newline_never_prints_the_token(
     ValueError quoting the whole header value. Whatever the run does, the token must not be printed."""
     secret = "kube-SECRET-eyJhbGciOiJSUzI1NiJ9.9f8e7d6c"
     with KubeAPI(token=secret) as kube:
-        install(kube)
+        put_install(kube)
         token = tmp_path / "token"
         token.write_text(secret + "\n")
         h = Harness(kube, loki, tmp_path)

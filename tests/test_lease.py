@@ -22,7 +22,7 @@ from job.kube import api_client, guard_tokens
 from job.lease import Lease, decide, keep_trying
 from job.logs import Redactor
 from state.configmap import ConfigMapStore
-from tests.conftest import LEASE, LEASE_PATH, NAMESPACE, Harness, install, legacy_event, wait_for
+from tests.conftest import LEASE, LEASE_PATH, NAMESPACE, Harness, legacy_event, put_install, wait_for
 from tests.htmlpage import HtmlPage
 from tests.kubeapi import KubeAPI
 from tests.lokidouble import LokiDouble
@@ -109,7 +109,7 @@ def test_token_with_a_line_break_inside_is_exit_2_and_never_printed(
 def test_token_file_with_surrounding_whitespace_works_on_every_request_as_with_kubectl(
         loki: LokiDouble, tmp_path: Path) -> None:
     with KubeAPI(token=SECRET) as kube:
-        install(kube)
+        put_install(kube)
         h = Harness(kube, loki, tmp_path)
         (tmp_path / "token").write_text(f"  {SECRET}\n")  # kube-apiserver would refuse "Bearer   tok"
         kube.write_kubeconfig(h.kubeconfig, token_file=tmp_path / "token")

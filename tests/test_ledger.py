@@ -18,7 +18,7 @@ from job.checkpointing import advance_list_rv, fit
 from job.dedupe import NS, Ledger
 from job.summary import Summary
 from state.base import MAGIC, Checkpoint, CheckpointCorrupt, decode, encode
-from tests.conftest import CM, NAMESPACE, Harness, legacy_event, now, rfc, series_event
+from tests.conftest import CM, NAMESPACE, Harness, legacy_event, now, patch_header, rfc, series_event
 
 
 def skewed(name: str, *, by: dt.timedelta | None = None, at: dt.datetime | None = None, count: int = 1,
@@ -341,14 +341,6 @@ def test_a_checkpoint_bomb_fails_the_run_with_one_line_and_leaves_the_checkpoint
     assert "corrupt" in msg and "entries cannot fit" in msg
     assert (h.kube.get_object("configmaps", NAMESPACE, CM) or {})["binaryData"]["checkpoint"] == blob  # untouched
     assert h.loki.pushes == 0
-
-
-def patch_header(data: bytes, **fields: Any) -> bytes:
-    """The same checkpoint with some header fields replaced, as damage or a bad writer would leave it."""
-    _, version, hlen = struct.unpack_from(">4sBI", data)
-    header = {**json.loads(data[9 : 9 + hlen]), **fields}
-    head = json.dumps(header).encode()
-    return struct.pack(">4sBI", MAGIC, version, len(head)) + head + data[9 + hlen :]
 
 
 @pytest.mark.parametrize("field, value", [

@@ -5,15 +5,12 @@ without breaking it, the components, the generated cronjob.yaml, and the derived
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import io
 import itertools
-import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
 
-import kubernetes_validate
 import pytest
 import yaml
 from croniter import croniter
@@ -22,38 +19,36 @@ from job.clock import Clock
 from job.cmd import DEFAULT_CHECKPOINT_CONFIGMAP, DEFAULT_LEASE_NAME, get_parser
 from job.deps import Deps
 from job.main import main
+from tests.manifests import (
+    APP_LABELS,
+    BASE,
+    COMPONENTS,
+    CRONJOB,
+    INSTALL,
+    NAMESPACE,
+    ROOT,
+    all_components,
+    assert_bound_to_the_service_account,
+    by_kind,
+    component_dirs,
+    container,
+    cronjob,
+    docs,
+    granted,
+    install,
+    one,
+    overlay,
+    pod_of,
+    render_overlay,
+    rendered,
+    used_permissions,
+    validate_all,
+)
 from tools import figures, render
 
-ROOT = Path(__file__).resolve().parent.parent
-CRONJOB = ROOT / "cronjob.yaml"
-BASE = ROOT / "deploy" / "base"
-INSTALL = ROOT / "deploy" / "install"
-COMPONENTS = ROOT / "deploy" / "components"
-# podFailurePolicy is GA (and CronJob timeZone stable) from 1.31; kubernetes-validate ships up to 1.37.
-K8S_VERSIONS = ("1.31", "1.37")
-NAMESPACE = "loki-event-sync"
 NOW = dt.datetime(2026, 11, 25, 10, 0, 30, tzinfo=dt.timezone.utc)
-APP_LABELS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
-              "app.kubernetes.io/component", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"}
 # The measured peak RSS of one run at the documented size (python -m bench --sizes 100000).
 
-# Every Kubernetes client method the code may call, and the RBAC permission it needs.
-API_CALLS: dict[str, tuple[str, str, str]] = {
-    "list_event_for_all_namespaces": ("", "events", "list"),
-    "list_namespaced_event": ("", "events", "list"),
-    "read_namespaced_lease": ("coordination.k8s.io", "leases", "get"),
-    "replace_namespaced_lease": ("coordination.k8s.io", "leases", "update"),
-    "patch_namespaced_lease": ("coordination.k8s.io", "leases", "patch"),
-    "create_namespaced_lease": ("coordination.k8s.io", "leases", "create"),
-    "read_namespaced_config_map": ("", "configmaps", "get"),
-    "replace_namespaced_config_map": ("", "configmaps", "update"),
-    "patch_namespaced_config_map": ("", "configmaps", "patch"),
-    "create_namespaced_config_map": ("", "configmaps", "create"),
-    "list_namespace": ("", "namespaces", "list"),
-}
-# /version (--list-from cache asks which server it talks to) is a non-resource URL every
-# authenticated user may GET through the default system:discovery ClusterRole: nothing to grant.
-NEEDS_NO_GRANT = {"get_code"}
 # Calls made only when a setting asks for them, each granted by its own component, not the install.
 OPT_IN = {("", "namespaces", "list"): "tenant-label"}
 # The restricted Pod Security profile's volume types (hostPath is the one that matters).
@@ -64,73 +59,32 @@ RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral"
 # --- rendering ---------------------------------------------------------------------------------------
 
 
-def parse(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if d]
 
 
-def docs(path: Path) -> list[dict[str, Any]]:
-    return parse(path.read_text(encoding="utf-8"))
 
 
-@functools.cache
-def _rendered(directory: Path) -> str:
-    return render.kustomize(directory)
 
 
-def rendered(directory: Path) -> list[dict[str, Any]]:
-    return parse(_rendered(directory))
 
 
-def overlay(tmp_path: Path, body: str, *, name: str = "overlay", **dirs: Path) -> Path:
-    """A kustomization in tmp_path/NAME; {key} in BODY becomes the relative path to dirs[key]
-    (kustomize refuses absolute paths to other kustomizations)."""
-    where = tmp_path / name
-    where.mkdir(parents=True, exist_ok=True)
-    rel = {k: os.path.relpath(v, where) for k, v in dirs.items()}
-    (where / "kustomization.yaml").write_text(body.format(**rel), encoding="utf-8")
-    return where
 
 
-def render_overlay(tmp_path: Path, body: str, **dirs: Path) -> list[dict[str, Any]]:
-    return parse(render.kustomize(overlay(tmp_path, body, **dirs)))  # type: ignore[arg-type]  # no dir is `name`
 
 
-def by_kind(items: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in items if d["kind"] == kind]
 
 
-def one(items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    (obj,) = by_kind(items, kind)
-    return obj
 
 
-def install() -> list[dict[str, Any]]:
-    return docs(CRONJOB)
 
 
-def cronjob(items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return one(install() if items is None else items, "CronJob")
 
 
-def pod_of(cj: dict[str, Any]) -> dict[str, Any]:
-    return cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
-def container(cj: dict[str, Any]) -> dict[str, Any]:
-    (c,) = pod_of(cj)["containers"]
-    return c
 
 
-def component_dirs() -> list[Path]:
-    """Every component under deploy/components (nested ones too, e.g. networkpolicy/pushgateway)."""
-    return sorted(p.parent for p in COMPONENTS.rglob("kustomization.yaml"))
 
 
-def all_components(tmp_path: Path) -> list[dict[str, Any]]:
-    """deploy/install (which has the namespace component) plus every other component."""
-    dirs = {f"c{i}": d for i, d in enumerate(component_dirs()) if d.name != "namespace"}
-    listed = "".join(f'  - "{{{key}}}"\n' for key in dirs)
-    return render_overlay(tmp_path, 'resources: ["{install}"]\ncomponents:\n' + listed, install=INSTALL, **dirs)
 
 
 def generated_backfill(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
@@ -153,15 +107,6 @@ def pod_specs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, 
 # --- (1) what kustomize renders is valid Kubernetes ----------------------------------------------------
 
 
-def validate_all(items: list[dict[str, Any]]) -> int:
-    checked = 0
-    for doc in items:
-        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
-            continue  # a CRD: kubernetes_validate only knows the built-in kinds
-        for version in K8S_VERSIONS:
-            kubernetes_validate.validate(doc, version, strict=True)
-        checked += 1
-    return checked
 
 
 @pytest.mark.parametrize("directory", [BASE, INSTALL], ids=lambda p: str(p.relative_to(ROOT)))
@@ -259,29 +204,8 @@ def test_namespace_component_enforces_the_restricted_profile() -> None:
 # --- (3) RBAC: nothing beyond what the code calls ------------------------------------------------------
 
 
-def used_permissions() -> set[tuple[str, str, str]]:
-    """(apiGroup, resource, verb) for every Kubernetes API method named in job/ and state/."""
-    from kubernetes import client
-
-    api_methods = {name for cls_name in dir(client) if cls_name.endswith("Api")
-                   for name in dir(getattr(client, cls_name)) if not name.startswith("_")}
-    api_methods -= set(dir(client.ApiClient))
-    source = "\n".join(p.read_text(encoding="utf-8") for d in ("job", "state") for p in sorted((ROOT / d).glob("*.py")))
-    named = set(re.findall(r"\b[a-z_]+\b", source)) & api_methods
-    named = {n.removesuffix("_with_http_info") for n in named} - NEEDS_NO_GRANT
-    unknown = named - set(API_CALLS)
-    assert not unknown, f"add the RBAC these calls need to API_CALLS and deploy/base: {sorted(unknown)}"
-    return {API_CALLS[n] for n in named}
 
 
-def granted(items: list[dict[str, Any]]) -> tuple[set[tuple[str, str, str]], list[dict[str, Any]]]:
-    perms: set[tuple[str, str, str]] = set()
-    rules: list[dict[str, Any]] = []
-    for role in by_kind(items, "ClusterRole") + by_kind(items, "Role"):
-        for rule in role["rules"]:
-            rules.append({**rule, "_kind": role["kind"], "_namespace": role["metadata"].get("namespace")})
-            perms |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    return perms, rules
 
 
 def test_rbac_grants_nothing_the_code_does_not_call() -> None:
@@ -324,16 +248,6 @@ def test_namespaced_grants_are_limited_to_the_objects_the_job_owns() -> None:
             assert rule["resources"] == ["events"] and rule["verbs"] == ["list"]
 
 
-def assert_bound_to_the_service_account(items: list[dict[str, Any]], namespace: str) -> None:
-    sa = pod_of(cronjob(items))["serviceAccountName"]
-    (account,) = [d for d in by_kind(items, "ServiceAccount") if d["metadata"]["name"] == sa]
-    assert account["metadata"]["namespace"] == namespace
-    bindings = by_kind(items, "ClusterRoleBinding") + by_kind(items, "RoleBinding")
-    assert bindings
-    roles = {(d["kind"], d["metadata"]["name"]) for d in by_kind(items, "ClusterRole") + by_kind(items, "Role")}
-    for binding in bindings:
-        assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) in roles, binding["metadata"]["name"]
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]
 
 
 def test_bindings_give_the_roles_to_the_cronjobs_service_account() -> None:

@@ -28,6 +28,7 @@ import yaml
 from job import __version__
 from job.cmd import DEFAULT_CHECKPOINT_CONFIGMAP, DEFAULT_LEASE_NAME
 from tests.conftest import NAMESPACE, Harness, legacy_event
+from tests.manifests import three_way_patch
 from tools import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -375,27 +376,6 @@ def api_path(doc: dict[str, Any], *, collection: bool = False) -> str:
     prefix = {"ConfigMap": f"/api/v1/namespaces/{ns}/configmaps",
               "Lease": f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"}[doc["kind"]]
     return prefix if collection else f"{prefix}/{doc['metadata']['name']}"
-
-
-def three_way_patch(original: Any, modified: dict[str, Any], current: Any) -> dict[str, Any]:
-    """kubectl apply's client-side merge patch for objects without lists (ConfigMap, Lease): set what
-    the new manifest says where the live object differs, and delete only what the previous manifest
-    (last-applied) set and the new one no longer does. Fields nobody applied are left alone."""
-    original = original if isinstance(original, dict) else {}
-    current = current if isinstance(current, dict) else {}
-    patch: dict[str, Any] = {}
-    for key, want in modified.items():
-        have = current.get(key)
-        if isinstance(want, dict) and isinstance(have, dict):
-            sub = three_way_patch(original.get(key), want, have)
-            if sub:
-                patch[key] = sub
-        elif have != want:
-            patch[key] = want
-    for key in original:
-        if key not in modified:
-            patch[key] = None
-    return patch
 
 
 class Apply:

@@ -231,7 +231,7 @@ def test_the_pushgateway_rules_read_the_outcome_label_and_only_metrics_the_job_p
 
 
 def test_the_workload_rule_example_fires_once_for_a_deployment_across_a_rollout(h: Harness) -> None:
-    from tests.test_enrich import about, put, ref, run
+    from tests.workloads import about, enrich_run, put, ref
 
     doc = yaml.safe_load((ALERTS / "loki-event-sync-rules-workload.yaml").read_text(encoding="utf-8"))
     ((rule,),) = [g["rules"] for g in doc["groups"]]
@@ -243,7 +243,7 @@ def test_the_workload_rule_example_fires_once_for_a_deployment_across_a_rollout(
     for ev in h.kube.events():  # BackOff is a Warning
         ev["type"] = "Warning"
         h.kube.put_event(ev)
-    assert run(h, "--enrich", "owner") == 0
+    assert enrich_run(h, "--enrich", "owner") == 0
     p = logql.parse(rule["expr"])
     groups: dict[str, float] = defaultdict(float)
     for entry in h.loki.entries():

@@ -52,7 +52,7 @@ def test_the_run_history_round_trips_and_stays_a_few_hundred_bytes() -> None:
         "too-many-runs"])
 def test_a_damaged_history_never_fails_the_checkpoint_it_is_dropped_to_its_valid_runs(history: Any) -> None:
     from state.base import HISTORY_RUNS
-    from tests.test_ledger import patch_header
+    from tests.conftest import patch_header
 
     cp = Checkpoint(ledger=ledger_of(10), last_run={"new": 3})
     got = decode(patch_header(encode(cp), history=history), "x")

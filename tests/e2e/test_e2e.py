@@ -100,7 +100,7 @@ def test_the_e2e_workflow_runs_this_suite_on_kind_for_the_oldest_and_newest_mino
     import kubernetes_validate
     import yaml
 
-    from tests.test_manifests import K8S_VERSIONS
+    from tests.manifests import K8S_VERSIONS
 
     root = Path(__file__).resolve().parents[2]
     wf = yaml.safe_load((root / ".github" / "workflows" / "e2e.yml").read_text(encoding="utf-8"))
