@@ -50,6 +50,8 @@ def fit(cp: Checkpoint, ledger: Ledger, store: Store, s: Summary) -> bytes:
     while limit is not None and len(data) > limit - 4096:
         keep = int(len(cp.ledger) * (limit - 4096) / len(data) * 0.97)
         dropped = ledger.prune_to(keep)
+        if not dropped:  # the ledger is empty: pruning cannot help, and looping on would never end
+            break
         s.pruned += dropped
         s.ledger = len(cp.ledger)
         log.warning("the checkpoint would exceed %s's %d-byte limit: pruned the %d ledger entries recorded "
