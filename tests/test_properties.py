@@ -259,6 +259,8 @@ class History:
     runs: int = 0
     saved_runs: list[int] = field(default_factory=list)
     horizon_cleared: list[int] = field(default_factory=list)  # runs that saw a new scope and set the horizon aside
+    final_ledger: set[str] = field(default_factory=set)  # the uids of the checkpoint the last run saved
+    final_live: set[str] = field(default_factory=set)  # the uids the API held at the last run
 
     def loki_entries(self) -> dict[tuple[str, int], list[Pushed]]:
         out: dict[tuple[str, int], list[Pushed]] = {}
@@ -442,6 +444,9 @@ class Simulation:
 
     def finish(self) -> History:
         self.run(None, 0)  # a last clean run, so a final crash's entries were re-sent
+        saved = self._saved()
+        self.h.final_ledger = set(decode(saved, "sim").ledger) if saved is not None else set()
+        self.h.final_live = set(self.live)
         stored = self.loki.stored()
         self.h.unstored = [r for r in self.loki.received if (r.labels, r.ts, r.line) not in stored]
         first: dict[tuple[tuple[tuple[str, str], ...], int, str], Pushed] = {}
@@ -532,7 +537,7 @@ def test_without_crashes_each_pair_is_sent_exactly_once_even_across_selector_cha
 
 @SETTINGS
 @given(ops=operations(prune_to=False, crash=False, selectors=False), salt=NAME_SALT)
-def test_under_one_selector_new_values_telescope_to_the_highest_count(
+def test_under_one_selector_new_values_telescope_to_the_highest_count_and_the_ledger_forgets_the_deleted(
         servers: Servers, ops: list[Op], salt: int) -> None:
     # With one scope the ledger forgets only deleted uids. (After a --field-selector change an entry
     # outside the new selector is forgotten a TTL after its count was recorded; if it comes back with
@@ -546,6 +551,7 @@ def test_under_one_selector_new_values_telescope_to_the_highest_count(
         total[uid] += new
         highest[uid] = max(highest.get(uid, 0), n)
     assert dict(total) == highest  # the ledger never forgot a live uid, so `new` never overstates
+    assert h.final_ledger == h.final_live  # and the last complete list made it forget every deleted one
 
 
 @SETTINGS
