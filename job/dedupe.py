@@ -145,9 +145,9 @@ class Ledger:
         self.scope = scope
         # Only a sync of the API relies on "not shipped at the last list means written after it".
         self.listed_ns = cp.listed_ns if api_list and not replay else 0
-        # The first complete list (or the first after an upgrade from 0.1) sets the scope; only a
-        # later list under another scope is a change.
-        self.scope_changed = api_list and bool(cp.listed_ns) and cp.scope != scope
+        # The first list (or the first after an upgrade from 0.1) sets the scope; only a later list
+        # under another scope is a change.
+        self.scope_changed = api_list and bool(cp.listed_ns or cp.scope) and cp.scope != scope
         # A wider scope can hold uids created long ago that no list offered: the horizon would
         # swallow them. Better that an entry dropped for size ships once more.
         self.horizon_ns = 0 if self.scope_changed else cp.prune_horizon_ns
@@ -233,18 +233,21 @@ class Ledger:
         return base, (("clock_skew", hour_bucket(base)),)
 
     def finish(self, *, complete: bool, list_rv: str = "") -> int:
-        """End of the listing at resourceVersion ``list_rv``. With a complete list no older than the
-        checkpoint's, forget every entry it showed deleted. (The floor itself, ``cp.list_rv``, is
-        advanced by job/checkpointing.py alone.)"""
+        """End of the listing at resourceVersion ``list_rv``: record the scope this run's entries were
+        recorded under and, with a complete list no older than the checkpoint's, forget every entry it
+        showed deleted. (The floor itself, ``cp.list_rv``, is advanced by job/checkpointing.py alone.)"""
         cp = self.cp
-        if not (complete and self.api_list) or _older(list_rv, cp.list_rv):
-            return 0
-        self.complete = True
-        if cp.scope != self.scope:
+        # The scope this run recorded entries under, whether or not its list was complete (a first
+        # watch-cache list is not): else a later complete list under another scope would read their
+        # absence as deletion, and a list under this scope again would ship them once more.
+        if self.api_list and cp.scope != self.scope:
             if self.scope_changed:
                 cp.scope_since_ns = self.now_ns
                 cp.prune_horizon_ns = 0
             cp.scope = self.scope
+        if not (complete and self.api_list) or _older(list_rv, cp.list_rv):
+            return 0
+        self.complete = True
         ledger, since_s = cp.ledger, cp.scope_since_ns // NS
         gone = list(filterfalse(self.seen.__contains__, islice(ledger, self._loaded)))
         if since_s:

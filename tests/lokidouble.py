@@ -856,6 +856,7 @@ class LokiDouble:
         allow_structured_metadata: bool = True,
         tls: tuple[str, str] | None = None,
         loki_version: str = LOKI_VERSIONS[-1],
+        record_received: bool = False,
     ) -> None:
         if loki_version not in LOKI_TEXTS:
             raise ValueError(f"loki_version {loki_version!r}: one of {', '.join(LOKI_VERSIONS)}")
@@ -888,6 +889,10 @@ class LokiDouble:
         self.duplicate_entries = 0
         self.bytes_received = 0
         self.tenants_seen: set[str] = set()
+        # With record_received, every entry that reached ingestion, stored or refused, labels as sent:
+        # what a client pushed, for a test that holds it against what Loki kept.
+        self.record_received = record_received
+        self.received: list[Entry] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -997,10 +1002,16 @@ class LokiDouble:
                            until="2030-01-01T00:00:00Z", status=status) + "\n"
         self.fail_next(status, times, retry_after=retry_after, body=body)
 
+    def clear_injected(self) -> None:
+        """Forget the injected answers no push has used yet (fail_next, delay_next, ...)."""
+        with self._lock:
+            self._actions.clear()
+
     def reset(self) -> None:
         with self._lock:
             self._streams.clear()
             self._actions.clear()
+            self.received = []
             self._reject_substrings.clear()
             self._refuse_reasons.clear()
             self._refused_tenants.clear()
@@ -1135,6 +1146,9 @@ class LokiDouble:
         texts = self.texts
         accepted = duplicates = 0
         with self._lock:
+            if self.record_received:
+                self.received += [Entry(dict(labels), ts, line, dict(md or {}))
+                                  for labels, entries in parsed for ts, line, md in entries]
             patterns = tuple(self._reject_substrings)
             refusals = tuple(self._refuse_reasons)
             streams = self._streams

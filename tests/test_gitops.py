@@ -68,6 +68,26 @@ def test_ten_runs_keep_every_label_annotation_and_other_key_of_the_lease_and_con
     assert writes == {"PATCH"}
 
 
+def test_other_keys_that_leave_the_checkpoint_no_room_fail_the_run_in_one_line_and_save_nothing(
+        h: Harness) -> None:
+    h.seed(3)
+    assert h.run() == 0
+    before = h.checkpoint_bytes()
+    cm = h.kube.existing("configmaps", NAMESPACE, CM)
+    cm["data"] = {"notes": "x" * (1024 * 1024 - 200)}  # someone's file, all but 200 bytes of the 1 MiB
+    h.kube.put_object("configmaps", cm)
+    h.seed(2, prefix="more")
+    assert h.run() == 1
+    msg = h.one_error()
+    assert "even with an empty ledger" in msg and "move the other keys out of it" in msg
+    assert h.checkpoint_bytes() == before and h.summary()["outcome"] == "failed"
+    cm = h.kube.existing("configmaps", NAMESPACE, CM)
+    del cm["data"]
+    h.kube.put_object("configmaps", cm)
+    assert h.run() == 0  # the keys moved out: the next run catches up, and Loki drops what it re-sends
+    h.assert_each_once()
+
+
 def test_a_checkpoint_key_holding_empty_bytes_is_corrupt_and_left_untouched(h: Harness) -> None:
     h.kube.put_event(legacy_event("pod-1.x"))
     h.kube.put_object("configmaps", {"metadata": {"name": CM, "namespace": NAMESPACE, "labels": LABELS},
