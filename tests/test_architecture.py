@@ -6,8 +6,8 @@
 - The state package and everything it loads know nothing of Loki (the push path, its client, the
   dry-run sink): the stores move the checkpoint's bytes, whatever the run sends.
 - The ledger (job/dedupe.py, job/selection.py) and everything it loads does no I/O and decides
-  nothing by chance or by reading a clock: it is the pure part of a run, so the property tests can
-  drive it with simulated histories and get exactly what `python -m job run` gets.
+  nothing by chance or by reading a clock: it is the pure part of a run, so a run decides the same
+  on a simulated clock (the property tests) as on the real one.
 - No module of job/ or state/ does work at import time beyond definitions.
 - No module of job/ or state/ but job/kube.py imports the kubernetes client: they take its names
   from job.kube, so the lean client (no generated models) holds whichever module is imported first,
