@@ -50,11 +50,13 @@ def fit(cp: Checkpoint, ledger: Ledger, store: Store, s: Summary) -> bytes:
     while limit is not None and len(data) > limit - 4096:
         keep = max(0, int(len(cp.ledger) * (limit - 4096) / len(data) * 0.97))
         dropped = ledger.prune_to(keep)
-        if not dropped:  # the ledger is empty: the rest of the store leaves no room at all
-            raise StoreError(
-                f"the checkpoint needs {len(data)} bytes even with an empty ledger, but {store.name} leaves "
-                f"room for {max(0, limit - 4096)} (its limit, less what else it holds and a 4 KiB margin): "
-                "move the other keys out of it, or use an s3:// store; nothing was saved")
+        if not dropped:  # the ledger is empty: only the margin may give way, never the store's limit
+            if len(data) > limit:
+                raise StoreError(
+                    f"the checkpoint needs {len(data)} bytes even with an empty ledger, but {store.name} "
+                    f"leaves room for {max(0, limit)} (its limit, less what else it holds): move the other "
+                    "keys out of it, or use an s3:// store; nothing was saved")
+            break
         s.pruned += dropped
         s.ledger = len(cp.ledger)
         log.warning("the checkpoint would exceed %s's %d-byte limit: pruned the %d ledger entries recorded "

@@ -6,7 +6,6 @@ keeps only these. `plan --from-cluster` and `status` derive their measured figur
 """
 from __future__ import annotations
 
-import resource
 import statistics
 from array import array
 from typing import Any
@@ -18,12 +17,6 @@ from state.base import HISTORY_RUNS
 
 FIELDS = ("end_s", "duration_ms", "cpu_ms", "listed", "new", "duplicates", "filtered", "list_bytes", "ledger",
           "delay_p50_s", "delay_p95_s")
-
-
-def cpu_s() -> float:
-    """The CPU this process has used, user and system: the run's own, interpreter start-up included."""
-    use = resource.getrusage(resource.RUSAGE_SELF)
-    return use.ru_utime + use.ru_stime
 
 
 def delays(stamps: array, pushed_ns: int) -> tuple[float, float]:

@@ -82,7 +82,6 @@ def _dispatch(cfg: Config, d: Deps) -> int:
 def _sync(cfg: Config, d: Deps, redact: Redactor) -> int:
     """A run or backfill, and its one closing line and metrics push, however it ends."""
     from job import sync
-    from job.history import cpu_s
     from job.summary import Summary
 
     log.info("loki-event-sync %s starting %s", __version__, cfg.command,
@@ -98,7 +97,7 @@ def _sync(cfg: Config, d: Deps, redact: Redactor) -> int:
         cause = "ok" if error is None else cause_of(error)
         s.cause, s.outcome, s.exit_code = cause, CAUSES[cause].outcome, CAUSES[cause].code
         s.duration_s = round(d.clock.monotonic() - started, 3)
-        s.cpu_s = round(cpu_s(), 3)
+        s.cpu_s = round(d.clock.cpu(), 3)
         _end(cfg, s, error, d.clock.now().timestamp())
     if error is not None and not isinstance(error, (Exception, KeyboardInterrupt)):
         raise error  # SystemExit and the like are not the run's to swallow

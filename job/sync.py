@@ -81,7 +81,7 @@ def _run_locked(cfg: Config, deps: Deps, conn: Connections, store: Store, lease:
     s.ledger = len(cp.ledger)
     s.watermark = rfc3339(cp.watermark_ns)
     s.duration_s = round(deps.clock.monotonic() - started, 3)  # for the history; main() sets the summary's
-    s.cpu_s = round(history.cpu_s(), 3)
+    s.cpu_s = round(deps.clock.cpu(), 3)
     if cfg.dry_run:
         log.info("**DRY-RUN**: would push %d lines in %d requests; nothing was written", s.lines, batches)
         return 0

@@ -273,7 +273,7 @@ def test_from_cluster_is_not_ok_where_the_ledgers_growth_would_fill_the_configma
 
 
 def test_each_run_records_its_cpu_and_measured_delay_and_status_shows_the_recent_runs(h: Any) -> None:
-    from tests.conftest import STATE, legacy_event, now
+    from tests.conftest import FAKE_CPU_S, STATE, legacy_event, now
 
     ran_at = now()
     for i in range(4):  # occurred 2 minutes before the push (the injected clock stands still in a run)
@@ -286,7 +286,7 @@ def test_each_run_records_its_cpu_and_measured_delay_and_status_shows_the_recent
     assert h.run(raw=[*raw, "--output", "json"], clock=lambda: later) == 0
     info = json.loads(h.stdout)
     last = info["last_run"]
-    assert last["cpu_s"] > 0 and (last["delay_p50_s"], last["delay_p95_s"]) == (600, 600)
+    assert last["cpu_s"] == FAKE_CPU_S and (last["delay_p50_s"], last["delay_p95_s"]) == (600, 600)
     assert "resource_version" not in last  # the floor lives in the checkpoint's list_rv alone
     recent = info["recent_runs"]
     # Run 1: delays 120, 180, 240, 300 s: median (nearest rank) 180, p95 300. Run 2: one at 600 s.
