@@ -300,10 +300,12 @@ class Harness:
     # --- assert
 
     def one_error(self) -> str:
-        """The single error line of a failed run: no traceback anywhere, and (in the default JSON log
-        format) every line of stderr is a JSON record."""
+        """The single error line of a failed run: one the job knows how to explain (never "an unexpected
+        ..."), no traceback anywhere, and (in the default JSON log format) every line of stderr a JSON
+        record."""
         errs = self.errors()
         assert len(errs) == 1, f"expected exactly one error line, got {len(errs)}:\n{self.stderr}"
+        assert "an unexpected " not in errs[0], errs[0]
         assert "Traceback" not in self.stderr and "Traceback" not in self.stdout
         assert all(line.startswith("{") for line in self.stderr.splitlines() if line.strip()), self.stderr
         return errs[0]

@@ -71,6 +71,7 @@ def test_the_alloy_line_quotes_msg_as_go_does_and_always() -> None:
     assert go_quote("plain") == '"plain"'
     assert go_quote('a "b" \\ c') == '"a \\"b\\" \\\\ c"'
     assert go_quote("tab\there\nnul\x00 bell\x07 zwsp\u200b é") == '"tab\\there\\nnul\\x00 bell\\a zwsp\\u200b é"'
+    assert go_quote("del\x7f private\U000f0000 \U0001f600") == "\"del\\x7f private\\U000f0000 \U0001f600\""
     assert fmt("alloy", "alloy").line(event(message=""), 1).endswith(' msg=""')
 
 
