@@ -139,9 +139,6 @@ def test_chart_with_every_component_on_renders_what_the_kustomize_components_do(
 
 @pytest.mark.parametrize("scope", ["cluster", "namespaces"])
 def test_enrich_rbac_grants_the_rules_of_the_enrich_rbac_component(tmp_path: Path, scope: str) -> None:
-    component = COMPONENTS / "enrich-rbac"
-    if not component.is_dir():
-        pytest.skip("deploy/components/enrich-rbac comes with the --enrich change; the chart's grant is tested below")
     names = ("enrich-rbac",) if scope == "cluster" else ("namespaced-rbac", "enrich-rbac/namespaced")
     values = {"enrich": {"rbac": True}, **({"rbac": COMPONENTS_ON["rbac"]} if scope == "namespaces" else {})}
     kind = "ClusterRole" if scope == "cluster" else "Role"
