@@ -58,7 +58,7 @@ from state.base import Checkpoint, StoreError, decode, encode
 from state.configmap import LIMIT
 from tests.conftest import NAMESPACE, Harness, put_install
 from tests.kubeapi import ApiError, KubeAPI
-from tests.lokidouble import LokiDouble
+from tests.lokidouble import Entry, LokiDouble
 
 EXAMPLES = max(1, int(os.environ.get("HYPOTHESIS_EXAMPLES", "50")))
 # No example database: the suite must not write into the project tree, and every run searches afresh.
@@ -108,13 +108,17 @@ class SimClock:
         return self.now_s * NS
 
 
-@dataclass
+@dataclass(frozen=True)
 class Received:
-    """One entry as it reached Loki, whatever Loki then did with it."""
+    """One entry as it reached Loki, whatever Loki then did with it, comparable with what Loki stored."""
 
     labels: tuple[tuple[str, str], ...]
     ts: int
     line: str
+
+    @classmethod
+    def of(cls, e: Entry) -> Received:
+        return cls(tuple(sorted(e.labels.items())), e.ts, e.line)
 
 
 class SpyLedger(Ledger):
@@ -405,8 +409,8 @@ class Simulation:
             if "uid" not in f:
                 continue  # the gap marker, when the runs were further apart than the TTL
             uid, n = f["uid"], f["count"]
-            labels = tuple(sorted(r.labels.items()))
-            self.h.pushed.append(Pushed(run_no, now_ns, labels, r.ts, r.line, self.times[(uid, n)], crashed))
+            self.h.pushed.append(Pushed(run_no, now_ns, Received.of(r).labels, r.ts, r.line, self.times[(uid, n)],
+                                        crashed))
             self.h.shipped.append((run_no, uid, n, f["new"], crashed))
         # What a run listed must land, unless Loki refused the run's push: then only what a later run lists
         # again (a higher count's line covers the count only the refused run listed, in its `new`).
@@ -425,13 +429,12 @@ class Simulation:
         saved = self._saved()
         self.h.final_ledger = set(decode(saved, "sim").ledger) if saved is not None else set()
         self.h.final_live = set(self.live)
-        stored = {(tuple(sorted(e.labels.items())), e.ts, e.line) for e in self.loki.entries()}
-        self.h.unstored = [Received(tuple(sorted(r.labels.items())), r.ts, r.line) for r in self.loki.received
-                           if (tuple(sorted(r.labels.items())), r.ts, r.line) not in stored]
-        first: dict[tuple[tuple[tuple[str, str], ...], int, str], Pushed] = {}
+        stored = set(map(Received.of, self.loki.entries()))
+        self.h.unstored = [r for r in map(Received.of, self.loki.received) if r not in stored]
+        first: dict[Received, Pushed] = {}
         for p in self.h.pushed:
-            first.setdefault((p.labels, p.ts, p.line), p)
-        self.h.stored = [first[k] for k in sorted(stored, key=lambda k: (k[1], k[2])) if k in first]
+            first.setdefault(Received(p.labels, p.ts, p.line), p)
+        self.h.stored = [first[k] for k in sorted(stored, key=lambda k: (k.ts, k.line)) if k in first]
         return self.h
 
 

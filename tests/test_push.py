@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -186,7 +186,7 @@ def test_close_stops_the_sink_lets_the_send_in_flight_end_and_joins_the_sender_b
 
 
 @pytest.fixture
-def fixed_loki() -> Any:
+def fixed_loki() -> Iterator[LokiDouble]:
     with LokiDouble(now_ns=lambda: T0 + 60 * NS) as double:
         yield double
 
